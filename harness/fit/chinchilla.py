@@ -1,0 +1,133 @@
+"""Chinchilla Approach 3: L(N, D) = E + A / N^alpha + B / D^beta, and its compute-optimal frontier.
+
+Hoffmann et al. 2022 fit the log-sum-exp form
+    log L = LSE(a - alpha log N, b - beta log D, e),   A, B, E = exp(a, b, e)
+by minimising the Huber loss (delta 1e-3) of the log residuals with L-BFGS from a grid of starts,
+keeping the best. Epoch AI's replication (Besiroglu et al. 2024) pinned the grid down:
+alpha, beta in {0, 0.5, ..., 2}, e in {-1, -0.5, ..., 1}, a, b in {0, 5, ..., 25} (4,500 starts).
+We run all starts at once through a batched L-BFGS with the analytic gradient below, then polish
+the best few with scipy's L-BFGS-B (also on the analytic gradient).
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from harness.fit._lbfgs import minimize_batch
+
+HUBER_DELTA = 1e-3
+# (a, b, e, alpha, beta) order everywhere below.
+PARAM_ORDER = ("a", "b", "e", "alpha", "beta")
+
+
+def paper_grid() -> np.ndarray:
+    """The 4,500 starting points of Approach 3, rows of (a, b, e, alpha, beta)."""
+    alphas = np.arange(0.0, 2.01, 0.5)
+    es = np.arange(-1.0, 1.01, 0.5)
+    abs_ = np.arange(0.0, 25.01, 5.0)
+    rows = [(a, b, e, al, be) for al, be, e, a, b in itertools.product(alphas, alphas, es, abs_, abs_)]
+    return np.asarray(rows, dtype=float)
+
+
+def huber_objective(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_l: np.ndarray,
+                    delta: float = HUBER_DELTA) -> tuple[np.ndarray, np.ndarray]:
+    """Sum of Huber losses of log residuals, and its gradient, for a (B, 5) batch of parameters."""
+    a, b, e, alpha, beta = (theta[:, i : i + 1] for i in range(5))
+    t1 = a - alpha * log_n  # (B, P)
+    t2 = b - beta * log_d
+    t3 = np.broadcast_to(e, t1.shape)
+    top = np.maximum(np.maximum(t1, t2), t3)
+    w1, w2, w3 = np.exp(t1 - top), np.exp(t2 - top), np.exp(t3 - top)
+    total = w1 + w2 + w3
+    r = top + np.log(total) - log_l
+    absr = np.abs(r)
+    # scipy.special.huber: r^2/2 inside delta, delta (|r| - delta/2) outside.
+    loss = np.where(absr <= delta, 0.5 * r * r, delta * (absr - 0.5 * delta)).sum(axis=1)
+    dr = np.clip(r, -delta, delta) / total  # d huber / d r, divided once by the softmax denominator
+    p1, p2, p3 = dr * w1, dr * w2, dr * w3
+    grad = np.stack(
+        [p1.sum(1), p2.sum(1), p3.sum(1), -(p1 * log_n).sum(1), -(p2 * log_d).sum(1)], axis=1
+    )
+    return loss, grad
+
+
+@dataclass(frozen=True)
+class ChinchillaFit:
+    """Fitted L(N, D) = E + A / N^alpha + B / D^beta."""
+
+    params: dict[str, float]  # A, B, E, alpha, beta
+    loss: float  # Huber objective at the optimum
+    n_points: int
+    n_starts: int
+    theta: tuple[float, ...] = field(repr=False, default=())  # (a, b, e, alpha, beta) for warm starts
+
+    def predict(self, n, d) -> np.ndarray:
+        p = self.params
+        n, d = np.asarray(n, dtype=float), np.asarray(d, dtype=float)
+        return p["E"] + p["A"] / n ** p["alpha"] + p["B"] / d ** p["beta"]
+
+    def frontier(self, flops) -> tuple[np.ndarray, np.ndarray]:
+        """Compute-optimal N_opt(C), D_opt(C) under C = 6 N D (Hoffmann et al., eq. 4)."""
+        return chinchilla_frontier(self.params, flops)
+
+
+def chinchilla_frontier(params: dict[str, float], flops) -> tuple[np.ndarray, np.ndarray]:
+    """N_opt = G (C/6)^(beta/(alpha+beta)), D_opt = G^-1 (C/6)^(alpha/(alpha+beta))."""
+    A, B, alpha, beta = params["A"], params["B"], params["alpha"], params["beta"]
+    g = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
+    c6 = np.asarray(flops, dtype=float) / 6.0
+    return g * c6 ** (beta / (alpha + beta)), c6 ** (alpha / (alpha + beta)) / g
+
+
+def fit_chinchilla(n, d, loss, *, starts: np.ndarray | None = None, polish: int = 5) -> ChinchillaFit:
+    """Approach 3 fit of L(N, D).
+
+    Args:
+        n: parameters per point; d: training tokens per point; loss: measured loss (> 0).
+        starts: (S, 5) rows of (a, b, e, alpha, beta); default the paper's 4,500-point grid.
+        polish: how many of the best distinct batch results scipy's L-BFGS-B refines.
+    Raises:
+        ValueError: on non-positive or non-finite inputs.
+    """
+    log_n, log_d, log_l = (_positive_log(v, name) for v, name in ((n, "n"), (d, "d"), (loss, "loss")))
+    starts = paper_grid() if starts is None else np.atleast_2d(np.asarray(starts, dtype=float))
+
+    def batch(theta):
+        with np.errstate(over="ignore", invalid="ignore"):
+            return huber_objective(theta, log_n, log_d, log_l)
+
+    res = minimize_batch(batch, starts)
+    best = _polish(res.x, res.fun, batch, polish)
+    a, b, e, alpha, beta = best[0]
+    params = {"A": float(np.exp(a)), "B": float(np.exp(b)), "E": float(np.exp(e)),
+              "alpha": float(alpha), "beta": float(beta)}
+    return ChinchillaFit(params=params, loss=float(best[1]), n_points=log_n.size,
+                         n_starts=len(starts), theta=tuple(float(v) for v in best[0]))
+
+
+def _polish(xs: np.ndarray, fs: np.ndarray, batch, k: int) -> tuple[np.ndarray, float]:
+    """Refine the k best distinct optima with scipy L-BFGS-B; return the best (theta, value)."""
+    from scipy.optimize import minimize
+
+    order = np.argsort(np.where(np.isfinite(fs), fs, np.inf))
+    picked: list[np.ndarray] = []
+    for i in order:
+        if len(picked) >= k or not np.isfinite(fs[i]):
+            break
+        if all(np.abs(xs[i] - p).max() > 1e-4 for p in picked):
+            picked.append(xs[i])
+    best_x, best_f = xs[order[0]], float(fs[order[0]])
+    for x in picked:
+        r = minimize(lambda t: tuple(v[0] for v in batch(t[None, :])), x, jac=True, method="L-BFGS-B")
+        if np.isfinite(r.fun) and r.fun < best_f:
+            best_x, best_f = r.x, float(r.fun)
+    return best_x, best_f
+
+
+def _positive_log(values, name: str) -> np.ndarray:
+    arr = np.asarray(values, dtype=float).ravel()
+    if arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise ValueError(f"fit_chinchilla: {name} must be finite and > 0 (got {arr[:5]}...)")
+    return np.log(arr)
