@@ -80,7 +80,7 @@ def test_sigmoid_fixed_floor_and_threshold_flag_outside_range():
 
 
 def test_batched_lbfgs_minimises_rosenbrock_from_many_starts():
-    def rosen(x):
+    def rosen(x, rows):
         a, b = x[:, 0], x[:, 1]
         f = (1 - a) ** 2 + 100 * (b - a * a) ** 2
         g = np.stack([-2 * (1 - a) - 400 * a * (b - a * a), 200 * (b - a * a)], axis=1)

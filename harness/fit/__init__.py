@@ -7,7 +7,7 @@
 All raise ValueError with a one-line reason on unusable input (too few sizes, NaN, constant).
 """
 from harness.fit._common import Goodness
-from harness.fit.chinchilla import ChinchillaFit, chinchilla_frontier, fit_chinchilla
+from harness.fit.chinchilla import ChinchillaFit, chinchilla_frontier, fit_chinchilla, fit_chinchilla_batch
 from harness.fit.power_law import PowerLawFit, fit_power_law, fit_power_law_batch
 from harness.fit.sigmoid import SigmoidFit, fit_sigmoid
 
@@ -18,5 +18,5 @@ CHINCHILLA_EPOCH = {"A": 477.9, "B": 2143.0, "E": 1.817, "alpha": 0.3473, "beta"
 
 __all__ = [
     "CHINCHILLA_EPOCH", "CHINCHILLA_PAPER", "ChinchillaFit", "Goodness", "PowerLawFit", "SigmoidFit",
-    "chinchilla_frontier", "fit_chinchilla", "fit_power_law", "fit_power_law_batch", "fit_sigmoid",
+    "chinchilla_frontier", "fit_chinchilla", "fit_chinchilla_batch", "fit_power_law", "fit_power_law_batch", "fit_sigmoid",
 ]

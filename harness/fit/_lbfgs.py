@@ -13,8 +13,9 @@ from typing import Callable
 
 import numpy as np
 
-# f(x) for a (B, d) batch -> (values (B,), gradients (B, d)).
-BatchObjective = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+# f(x, rows) for a (B, d) batch -> (values (B,), gradients (B, d)); `rows` are the indices of the
+# batch rows into the original starts, so a row can carry its own data (bootstrap resamples).
+BatchObjective = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ def minimize_batch(
     """
     x = np.array(x0, dtype=float, copy=True)
     b_total, d = x.shape
-    f, g = fun(x)
+    f, g = fun(x, np.arange(x.shape[0]))
     n_iter = np.zeros(b_total, dtype=int)
     converged = np.abs(g).max(axis=1) <= gtol
     s_hist = np.zeros((b_total, memory, d))
@@ -93,7 +94,7 @@ def minimize_batch(
         pending = np.arange(live.size)
         for _ls in range(max_backtracks):
             trial = xl[pending] + step[pending, None] * direction[pending]
-            ft, gt = fun(trial)
+            ft, gt = fun(trial, live[pending])
             ok = np.isfinite(ft) & (ft <= fl[pending] + 1e-4 * step[pending] * slope[pending])
             acc = pending[ok]
             x_new[acc], f_new[acc], g_new[acc] = trial[ok], ft[ok], gt[ok]
