@@ -1,0 +1,101 @@
+"""Known model families and where a (path, revision) pair lives on disk.
+
+Resolution rules (documented in the README):
+* A local folder holding `config.json` is a checkpoint; a revision then must be None.
+* A local folder of revision sub-folders (`<path>/<revision>/config.json`, Pythia-style `step<N>`)
+  resolves revision None to the highest `step<N>`.
+* Anything else that looks like `owner/name` is a hub id, loaded by transformers with `revision=`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import UserError
+
+# Pythia: every checkpoint step is 2,097,152 tokens (1024 sequences x 2048 tokens); `main` is
+# step 143000 (Biderman et al. 2023).
+PYTHIA_TOKENS_PER_STEP = 2_097_152
+PYTHIA_FINAL_STEP = 143_000
+_STEP = re.compile(r"^step(\d+)$")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where a model revision comes from: a local folder, or a hub id plus revision."""
+
+    source: str  # local folder (absolute) or hub id
+    revision: str | None  # hub revision; None for local folders
+    is_local: bool
+    tokens_trained: int | None  # from harness.json or known family metadata
+
+
+def step_of(revision: str | None) -> int | None:
+    match = _STEP.match(revision or "")
+    return int(match.group(1)) if match else None
+
+
+def local_revisions(path: Path) -> list[str]:
+    """Revision sub-folders of a ladder folder, in training order."""
+    subs = [p.name for p in path.iterdir() if (p / "config.json").is_file()] if path.is_dir() else []
+    return sorted(subs, key=lambda name: (step_of(name) is None, step_of(name) or 0, name))
+
+
+def _read_tokens(folder: Path) -> int | None:
+    meta = folder / "harness.json"
+    if meta.is_file():
+        value = json.loads(meta.read_text()).get("tokens_trained")
+        return int(value) if value is not None else None
+    return None
+
+
+def known_tokens(hub_id: str, revision: str | None) -> int | None:
+    """Tokens trained for families whose schedule is public."""
+    if "pythia" in hub_id.lower():
+        step = step_of(revision) if revision not in (None, "main") else PYTHIA_FINAL_STEP
+        return None if step is None else step * PYTHIA_TOKENS_PER_STEP
+    return None
+
+
+def resolve(path: str, revision: str | None, base: Path | None = None) -> Checkpoint:
+    """Find a model revision, without loading it.
+
+    Raises:
+        UserError: a local path that does not exist, or a revision the folder lacks.
+    """
+    local = Path(path).expanduser()
+    if not local.is_absolute() and base is not None and not local.exists():
+        local = base / local
+    if local.exists():
+        return _resolve_local(local.resolve(), path, revision)
+    if path.startswith((".", "/", "~")) or not _HUB_ID.match(path):
+        raise UserError(
+            f"model path {path!r} does not exist; give an existing folder with config.json "
+            f"or a hub id like EleutherAI/pythia-70m"
+        )
+    return Checkpoint(source=path, revision=revision, is_local=False,
+                      tokens_trained=known_tokens(path, revision))
+
+
+def _resolve_local(folder: Path, shown: str, revision: str | None) -> Checkpoint:
+    if (folder / "config.json").is_file():
+        if revision not in (None, "main"):
+            raise UserError(
+                f"model {shown!r}: revision {revision!r} does not exist; this folder is a single "
+                f"checkpoint, drop the revision"
+            )
+        return Checkpoint(str(folder), None, True, _read_tokens(folder))
+    revisions = local_revisions(folder)
+    if not revisions:
+        raise UserError(f"model path {shown!r} has no config.json and no revision sub-folders; "
+                        f"point it at a transformers checkpoint folder")
+    chosen = revisions[-1] if revision in (None, "main") else revision
+    if chosen not in revisions:
+        raise UserError(f"model {shown!r}: revision {revision!r} does not exist; "
+                        f"available: {', '.join(revisions)}")
+    target = folder / chosen
+    return Checkpoint(str(target), None, True, _read_tokens(target))
