@@ -1,0 +1,88 @@
+"""Run planned rows through a causal LM and sum the log-probabilities of their targets.
+
+Only the positions that are scored go through the output head and the log-softmax (lm-eval's HF
+backend pays for the head and a full-vocabulary log-softmax on every position, context included).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from harness.fast_pack import Row
+
+# Rows of the output head evaluated at once: bounds the [positions, vocab] logits in memory.
+HEAD_CHUNK = 4096
+
+
+@dataclass(frozen=True)
+class ModelParts:
+    """How to call a model: its trunk and head separately when that is proven equal to a full call.
+
+    mask: "bool" (SDPA takes a boolean keep-mask), "float" (eager adds 0 / -inf), or None when
+    custom 4-D masks are not trusted for this model (then rows hold one request each, right-padded,
+    and the model's own causal mask is used, exactly as lm-eval's HF backend does).
+    """
+
+    model: torch.nn.Module
+    trunk: torch.nn.Module | None
+    head: torch.nn.Module | None
+    mask: str | None
+
+
+def row_tensors(rows: Sequence[Row], pad_id: int, device: torch.device, mask: str | None, dtype: torch.dtype):
+    """input ids, position ids and the 4-D attention mask ([B, 1, T, T]) of a batch of rows."""
+    width = max(len(r.tokens) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    pos = torch.zeros((len(rows), width), dtype=torch.long)
+    unit = torch.empty((len(rows), width), dtype=torch.long)
+    part = torch.ones((len(rows), width), dtype=torch.long)
+    for b, r in enumerate(rows):
+        n = len(r.tokens)
+        ids[b, :n] = torch.tensor(r.tokens)
+        pos[b, :n] = torch.tensor(r.positions)
+        unit[b, :n] = torch.tensor(r.unit)
+        part[b, :n] = torch.tensor(r.part)
+        # Padding: every pad position is a unit of its own that sees only itself, so no query row
+        # is fully masked (that would give NaN in SDPA and leak through the values of later layers).
+        unit[b, n:] = -1 - torch.arange(width - n)
+    if mask is None:
+        return ids.to(device), None, None
+    same_unit = unit[:, :, None] == unit[:, None, :]
+    causal = torch.ones(width, width, dtype=torch.bool).tril()
+    visible = (part[:, None, :] == 0) | (part[:, :, None] == part[:, None, :])
+    keep = (same_unit & causal & visible)[:, None]
+    if mask == "float":
+        keep = torch.zeros(keep.shape, dtype=dtype).masked_fill(~keep, torch.finfo(dtype).min)
+    return ids.to(device), pos.to(device), keep.to(device)
+
+
+@torch.no_grad()
+def score_batch(parts: ModelParts, rows: Sequence[Row], pad_id: int, device: torch.device,
+                logprob: torch.Tensor, wrong: torch.Tensor) -> None:
+    """Add each scored target's log-prob to `logprob[request]` and count misses of the argmax in `wrong`."""
+    dtype = next(parts.model.parameters()).dtype
+    ids, pos, mask = row_tensors(rows, pad_id, device, parts.mask, dtype)
+    b_idx = torch.tensor([b for b, r in enumerate(rows) for _ in r.scored], device=device)
+    p_idx = torch.tensor([s[0] for r in rows for s in r.scored], device=device)
+    targets = torch.tensor([s[1] for r in rows for s in r.scored], device=device)
+    req = torch.tensor([s[2] for r in rows for s in r.scored], device=device)
+    if parts.trunk is not None and parts.head is not None:
+        hidden = parts.trunk(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False)
+        picked = hidden.last_hidden_state[b_idx, p_idx]
+        head = parts.head
+    else:
+        picked = parts.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).logits[b_idx, p_idx]
+        head = None
+    for start in range(0, picked.shape[0], HEAD_CHUNK):
+        chunk = picked[start : start + HEAD_CHUNK]
+        logits = (head(chunk) if head is not None else chunk).float()
+        logp = torch.log_softmax(logits, dim=-1)
+        tgt = targets[start : start + HEAD_CHUNK]
+        r = req[start : start + HEAD_CHUNK].cpu()
+        lp = logp.gather(1, tgt[:, None])[:, 0].double().cpu()
+        miss = (logp.argmax(dim=-1) != tgt).double().cpu()
+        logprob.index_add_(0, r, lp)
+        wrong.index_add_(0, r, miss)
