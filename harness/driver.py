@@ -109,6 +109,7 @@ class Driver:
         inflight: dict[Any, tuple[_Slot, Shard, float]] = {}
         attempts: Counter = Counter()
         self.state.scoring_started = time.monotonic()
+        self.progress.start()
         try:
             while queue or inflight:
                 self._fill_slots(slots, queue, by_key, inflight)

@@ -82,9 +82,14 @@ def safetensors_param_count(folder: Path) -> int | None:
         return None
     total = 0
     for path in files:
-        with path.open("rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            header = json.loads(handle.read(length))
+        try:
+            with path.open("rb") as handle:
+                (length,) = struct.unpack("<Q", handle.read(8))
+                if length > path.stat().st_size:
+                    return None  # not a safetensors file; loading it will fail with the reason
+                header = json.loads(handle.read(length))
+        except (OSError, struct.error, ValueError):
+            return None
         for name, info in header.items():
             if name != "__metadata__":
                 count = 1

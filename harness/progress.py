@@ -37,6 +37,10 @@ class Progress:
     def done(self) -> int:
         return sum(self.per_model_done.values())
 
+    def start(self) -> None:
+        """Restart the clock when scoring starts (Ray and model start-up are not scoring)."""
+        self.started = time.monotonic()
+
     def update(self, model: str, requests: int, failed: bool = False) -> None:
         self.per_model_done[model] += 1
         self.requests_done += requests
@@ -68,7 +72,8 @@ class Progress:
         self.stream.flush()
 
     def close(self) -> None:
-        self.draw(force=True)
+        if self._last == 0.0 or self.done < self.total:
+            self.draw(force=True)
         if self.tty:
             self.stream.write("\n")
         self.stream.flush()

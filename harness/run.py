@@ -61,7 +61,8 @@ def _shard_entries(plan: Plan, state, reused: set[str], status_default: str) -> 
     return entries
 
 
-def run_sweep(sweep: Sweep, analyze: bool = True, stream=sys.stderr) -> int:
+def run_sweep(sweep: Sweep, analyze: bool = True, stream=None) -> int:
+    stream = stream or sys.stderr
     from harness.driver import Driver, RunState
 
     started = time.monotonic()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from harness.results import TARGET_REQUEST_IDX
 
 def quiet_libraries() -> None:
     """lm-eval and datasets log every task build; keep the terminal for our progress bar."""
+    os.environ.setdefault("TQDM_DISABLE", "1")
     for name in ("lm-eval", "lm_eval", "datasets", "transformers", "accelerate"):
         logging.getLogger(name).setLevel(logging.ERROR)
     try:

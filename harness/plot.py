@@ -1,0 +1,167 @@
+"""Figures for `harness analyze`: drawn from the measured points and the stored fits, never refitted.
+
+Curves come from the fit's parameters and the bootstrap band computed at analysis time; matplotlib
+runs on the Agg backend (files only, no display).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+UNITS = {
+    "bits_per_byte": "bits per byte",
+    "nll_per_token": "loss (nats per token)",
+    "acc": "accuracy (fraction correct)",
+    "exact_match": "exact match (fraction correct)",
+    "target_loglik": "log-prob of the target (nats)",
+    "brier": "Brier score (lower is better)",
+    "edit_distance": "edit distance (characters)",
+}
+X_LABEL = "non-embedding parameters N"
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 11, "axes.grid": True, "grid.alpha": 0.3, "legend.fontsize": 9})
+    return plt
+
+
+def _slug(*parts: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", "_".join(parts)).strip("_")
+
+
+def make_all(plot_dir: Path, outcomes, verdicts, backtests) -> list[Path]:
+    """Write every figure; returns their paths (empty when nothing was fitted)."""
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    plt = _plt()
+    paths = []
+    bt = {(b.task, b.metric, b.law): b for b in backtests}
+    for o in outcomes:
+        s = o.series
+        if o.law == "power_law" and s.metric in ("bits_per_byte", "nll_per_token"):
+            paths.append(_loss_plot(plt, plot_dir / f"{_slug('loss', s.task, s.metric)}.png", o, bt.get((s.task, s.metric, o.law))))
+        elif o.law == "chinchilla":
+            paths.append(_chinchilla_plot(plt, plot_dir / f"{_slug('tokens', s.task, s.metric)}.png", o))
+    for v in verdicts:
+        sig = next((o for o in outcomes if o.law == "sigmoid" and o.series.task == v.task
+                    and o.series.metric == v.discrete_metric), None)
+        twins = [o for o in outcomes if o.law == "power_law" and o.series.task == v.task and o.series.metric in v.twin_scores]
+        path = plot_dir / f"{_slug('emergence', v.task, v.discrete_metric)}.png"
+        paths.append(_emergence_plot(plt, path, v, sig, twins))
+    return paths
+
+
+def _points(ax, s, label: str, color: str = "C0") -> None:
+    """Measured values with their 95% paired-bootstrap error bars when resamples exist."""
+    yerr = None
+    if s.boot is not None:
+        lo, hi = np.nanpercentile(s.boot, [2.5, 97.5], axis=0)
+        yerr = np.vstack([np.maximum(s.y - lo, 0), np.maximum(hi - s.y, 0)])
+    ax.errorbar(s.n, s.y, yerr=yerr, fmt="o", color=color, capsize=3, label=label, zorder=3)
+
+
+def _curve(ax, o, label: str, color: str = "C1") -> None:
+    band = o.band
+    ax.plot(band["n"], band["estimate"], "-", color=color, label=label)
+    if np.isfinite(band["low"]).any():
+        ax.fill_between(band["n"], band["low"], band["high"], color=color, alpha=0.2, label="95% bootstrap band")
+
+
+def _loss_plot(plt, path: Path, o, backtest) -> Path:
+    s, p = o.series, o.params
+    fig, ax = plt.subplots(figsize=(6.4, 4.6), layout="constrained")
+    _points(ax, s, "measured (final checkpoint)")
+    _curve(ax, o, f"fit E + A/N^α: E={p['E']:.3g}, α={p['alpha']:.3g}")
+    if backtest is not None:
+        lo, hi = backtest.pi_low, backtest.pi_high
+        yerr = None if not np.isfinite(lo) else [[backtest.predicted - lo], [hi - backtest.predicted]]
+        ax.errorbar([backtest.held_out_n * 1.08], [backtest.predicted], yerr=yerr, fmt="s", color="C3", capsize=3,
+                    label=f"back-test prediction (error {100 * backtest.rel_error:+.1f}%)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(X_LABEL)
+    ax.set_ylabel(UNITS.get(s.metric, s.metric))
+    ax.set_title(f"{s.task}: {s.metric} against size")
+    ax.legend()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _chinchilla_plot(plt, path: Path, o) -> Path:
+    s, p = o.series, o.params
+    known = np.isfinite(s.d)
+    n, d, y = s.n[known], s.d[known], s.y[known]
+
+    def loss(nn, dd):
+        return p["E"] + p["A"] / nn ** p["alpha"] + p["B"] / dd ** p["beta"]
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
+    d_grid = np.geomspace(d.min() / 2, d.max() * 2, 80)
+    for i, size in enumerate(np.unique(n)):
+        sel = n == size
+        left.plot(d[sel], y[sel], "o", color=f"C{i % 10}", label=f"N = {size:.3g}")
+        left.plot(d_grid, loss(size, d_grid), "-", color=f"C{i % 10}", alpha=0.7)
+    left.set_xscale("log")
+    left.set_xlabel("training tokens D")
+    left.set_ylabel(UNITS.get(s.metric, s.metric))
+    left.set_title(f"{s.task}: loss against tokens (lines: L(N, D) fit)")
+    left.legend(ncol=2)
+    n_grid = np.geomspace(n.min() / 4, n.max() * 4, 120)
+    dd_grid = np.geomspace(d.min() / 4, d.max() * 4, 120)
+    nn, dd = np.meshgrid(n_grid, dd_grid)
+    cs = right.contour(nn, dd, loss(nn, dd), levels=10, cmap="viridis")
+    right.clabel(cs, fmt="%.2f", fontsize=8)
+    right.plot(n, d, "ko", ms=4, label="measured (N, D)")
+    flops = np.geomspace(6 * n_grid.min() * dd_grid.min(), 6 * n_grid.max() * dd_grid.max(), 50)
+    n_opt = (p["alpha"] * p["A"] / (p["beta"] * p["B"])) ** (1 / (p["alpha"] + p["beta"])) * (flops / 6) ** (
+        p["beta"] / (p["alpha"] + p["beta"]))
+    right.plot(n_opt, flops / (6 * n_opt), "r-", lw=2, label="compute-optimal frontier")
+    right.set_xscale("log")
+    right.set_yscale("log")
+    right.set_xlim(n_grid.min(), n_grid.max())
+    right.set_ylim(dd_grid.min(), dd_grid.max())
+    right.set_xlabel(X_LABEL)
+    right.set_ylabel("training tokens D")
+    right.set_title("iso-loss contours of the fit")
+    right.legend(loc="upper left")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _emergence_plot(plt, path: Path, verdict, sig, twins) -> Path:
+    panels = 1 + len(twins)
+    fig, axes = plt.subplots(1, panels, figsize=(5.6 * panels, 4.6), squeeze=False, layout="constrained")
+    ax = axes[0, 0]
+    if sig is not None:
+        s, p = sig.series, sig.params
+        _points(ax, s, f"measured {s.metric}")
+        _curve(ax, sig, "sigmoid fit")
+        flag = " (outside measured range)" if not (s.n.min() <= p["N_star"] <= s.n.max()) else ""
+        ax.axvline(p["N_star"], color="C2", ls="--", label=f"N* = {p['N_star']:.3g}{flag}")
+        ax.set_ylabel(UNITS.get(s.metric, s.metric))
+        ax.set_title(f"{s.task}: {s.metric} (emergence score {verdict.discrete_score:.3g})")
+    else:
+        ax.text(0.5, 0.5, "sigmoid fit skipped (see report)", ha="center", transform=ax.transAxes)
+    for ax, o in zip(axes[0, 1:], twins):
+        s = o.series
+        _points(ax, s, f"measured {s.metric}", color="C4")
+        _curve(ax, o, "power-law fit", color="C5")
+        ax.set_ylabel(UNITS.get(s.metric, s.metric))
+        ax.set_title(f"continuous twin {s.metric} (score {verdict.twin_scores.get(s.metric, np.nan):.3g})")
+    for ax in axes[0]:
+        ax.set_xscale("log")
+        ax.set_xlabel(X_LABEL)
+        if ax.has_data():
+            ax.legend()
+    fig.suptitle(verdict.verdict, fontsize=10)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

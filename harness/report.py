@@ -1,0 +1,119 @@
+"""report.md for `harness analyze`: the tables, fits with intervals, thresholds, mirage verdicts,
+back-test errors and skip reasons, each pointing at its plot."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+
+def _num(v) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    return f"{v:.4g}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    if not rows:
+        return ["(none)", ""]
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out + [""]
+
+
+def write_report(run_dir: Path, scores, has_samples: bool, fits, verdicts, backtests, skipped, plots,
+                 outcomes) -> Path:
+    """Write RUN_DIR/report.md and return its path."""
+    lines = [f"# Scaling analysis: {run_dir.name}", ""]
+    ci = ("95% percentile intervals from a bootstrap over documents, paired across models (the same "
+          "resampled documents for every model), refitting each resample."
+          if has_samples else "No per-document samples in the run: fits have no intervals.")
+    lines += [f"Read from `scores.parquet`{' and `samples/`' if has_samples else ''}. {ci} "
+              "Sizes are non-embedding parameters; curves use each model's final checkpoint, except "
+              "L(N, D), which uses every revision with a known token count.", ""]
+    lines += _scores_section(scores)
+    lines += _fits_section(fits)
+    lines += _emergence_section(verdicts, fits)
+    lines += _backtest_section(backtests)
+    lines += _chinchilla_section(fits)
+    lines += ["## Skipped", ""] + ([f"- {s}" for s in skipped] or ["(nothing)"]) + [""]
+    lines += ["## Plots", ""]
+    lines += [f"![{p.stem}](plots/{p.name})" for p in plots] or ["(no plots: nothing was fitted)"]
+    path = run_dir / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _scores_section(scores) -> list[str]:
+    out = ["## Measured scores", ""]
+    wanted = ("bits_per_byte", "nll_per_token", "acc", "exact_match", "target_loglik", "brier", "edit_distance")
+    for task in sorted(scores["task"].unique()):
+        sub = scores[(scores["task"] == task) & scores["metric"].isin(wanted)]
+        if sub.empty:
+            continue
+        sub = sub.assign(col=sub["metric"] + np.where(sub["filter"] == "none", "", " (" + sub["filter"] + ")"))
+        keys = ["n_params_nonembedding", "model", "tokens_trained", "revision"]
+        table = (sub.drop_duplicates(keys + ["col"]).set_index(keys + ["col"])["value"].unstack("col")
+                 .sort_index(na_position="first"))
+        rows = [[m, r or "–", _num(n), _num(d)] + [_num(v) for v in table.loc[(n, m, d, r)]]
+                for n, m, d, r in table.index]
+        out += [f"### {task}", ""] + _table(["model", "revision", "N (non-emb.)", "tokens"] + list(table.columns), rows)
+    return out
+
+
+def _fits_section(fits) -> list[str]:
+    sub = fits[~fits["law"].str.endswith(":backtest")]
+    rows = [[r.task, r.metric + (" (−y)" if r.transform == "negate" else ""), r.law, r.param, _num(r.estimate),
+             f"[{_num(r.ci_low)}, {_num(r.ci_high)}]", _num(r.r2), _num(r.rmse), str(int(r.n_sizes)), r.note or ""]
+            for r in sub.itertuples()]
+    laws = ("power_law: y = E + A / N^alpha; sigmoid: y = floor + (ceiling − floor) / (1 + exp(−k (log10 N − x0))), "
+            "N* = 10^x0; chinchilla: L = E + A / N^alpha + B / D^beta (Approach 3). "
+            "(−y): the law was fitted to −y (a log-prob becomes a loss).")
+    return ["## Fits", "", laws, ""] + _table(
+        ["task", "metric", "law", "param", "estimate", "95% CI", "R²", "RMSE", "sizes", "note"], rows)
+
+
+def _emergence_section(verdicts, fits) -> list[str]:
+    rows = []
+    for v in verdicts:
+        nstar = fits[(fits["task"] == v.task) & (fits["metric"] == v.discrete_metric) & (fits["law"] == "sigmoid")
+                     & (fits["param"] == "N_star")]
+        nstar_txt = "–"
+        if len(nstar):
+            r = nstar.iloc[0]
+            nstar_txt = f"{_num(r.estimate)} [{_num(r.ci_low)}, {_num(r.ci_high)}]"
+            if "outside" in (r.note or ""):
+                nstar_txt += " (outside measured range)"
+        twins = ", ".join(f"{m} {s:.3g}" for m, s in v.twin_scores.items()) or "–"
+        rows.append([v.task, v.discrete_metric, f"{v.discrete_score:.3g}", nstar_txt, twins, v.verdict])
+    intro = ("Emergence score (Schaeffer et al. 2023): sign(argmax − argmin)·(max − min)/sqrt(median of squared "
+             "steps), on values oriented so higher is better. A steady climb scores about (sizes − 1); a curve "
+             "counts as a jump at twice that. Mirage: a jump under the discrete metric that its continuous twin "
+             "does not show.")
+    return ["## Emergence and the mirage check", "", intro, ""] + _table(
+        ["task", "metric", "emergence score", "N* [95% CI]", "continuous twins (score)", "verdict"], rows)
+
+
+def _backtest_section(backtests) -> list[str]:
+    rows = []
+    for b in backtests:
+        inside = {None: "–", True: "yes", False: "no"}[b.inside]
+        rows.append([b.task, b.metric, b.law, _num(b.held_out_n), _num(b.measured), _num(b.predicted),
+                     f"[{_num(b.pi_low)}, {_num(b.pi_high)}]", f"{100 * b.rel_error:+.2f}%", inside])
+    return ["## Back-test (fit all sizes but the largest, predict the largest)", ""] + _table(
+        ["task", "metric", "law", "held-out N", "measured", "predicted", "95% prediction interval", "error",
+         "inside?"], rows)
+
+
+def _chinchilla_section(fits) -> list[str]:
+    sub = fits[fits["law"] == "chinchilla"]
+    if sub.empty:
+        return []
+    out = ["## Compute-optimal frontier", ""]
+    for (task, metric), g in sub.groupby(["task", "metric"]):
+        est = dict(zip(g["param"], g["estimate"]))
+        out.append(f"- {task}/{metric}: N_opt ∝ C^{est['N_opt_exponent']:.3f}, D_opt ∝ C^{est['D_opt_exponent']:.3f} "
+                   f"(Chinchilla's published fit gives 0.45 / 0.55); `harness compute --params N --run DIR` "
+                   "evaluates it at a budget.")
+    return out + [""]
