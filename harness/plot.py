@@ -57,6 +57,15 @@ def make_all(plot_dir: Path, outcomes, verdicts, backtests) -> list[Path]:
     return paths
 
 
+def _plain_log_ticks(axis) -> None:
+    """Losses span less than a decade: label log-axis ticks as plain numbers, not 3x10^0."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.0), numticks=12))
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:.3g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def _points(ax, s, label: str, color: str = "C0") -> None:
     """Measured values with their 95% paired-bootstrap error bars when resamples exist."""
     yerr = None
@@ -85,8 +94,9 @@ def _loss_plot(plt, path: Path, o, backtest) -> Path:
                     label=f"back-test prediction (error {100 * backtest.rel_error:+.1f}%)")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _plain_log_ticks(ax.yaxis)
     ax.set_xlabel(X_LABEL)
-    ax.set_ylabel(UNITS.get(s.metric, s.metric))
+    ax.set_ylabel(UNITS.get(s.metric, s.metric) + " (log scale)")
     ax.set_title(f"{s.task}: {s.metric} against size")
     ax.legend()
     fig.savefig(path, dpi=110)
@@ -129,7 +139,7 @@ def _chinchilla_plot(plt, path: Path, o) -> Path:
     right.set_ylim(dd_grid.min(), dd_grid.max())
     right.set_xlabel(X_LABEL)
     right.set_ylabel("training tokens D")
-    right.set_title("iso-loss contours of the fit")
+    right.set_title(f"iso-loss contours of the fit ({UNITS.get(s.metric, s.metric)})")
     right.legend(loc="upper left")
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -107,7 +107,7 @@ def minimize_batch(
         s_new = x_new - xl
         y_new = g_new - gl
         sy = np.einsum("bd,bd->b", s_new, y_new)
-        keep = moved & (sy > 1e-10 * np.einsum("bd,bd->b", y_new, y_new))
+        keep = moved & (sy > np.maximum(1e-10 * np.einsum("bd,bd->b", y_new, y_new), 1e-200))
         rows = live[keep]
         s_hist[rows] = np.roll(s_hist[rows], -1, axis=1)
         y_hist[rows] = np.roll(y_hist[rows], -1, axis=1)

@@ -129,12 +129,23 @@ def _polish(u, y, guess, fixed, free, bounds, x0_range) -> dict[str, float]:
     hi = [x0_range[1], K_BOUNDS[1]] + [bounds[1]] * len(free)
     x_init = np.clip([guess[name] for name in names], np.array(lo) + 1e-9, np.array(hi) - 1e-9)
 
-    def resid(theta):
+    def params_of(theta):
         p = dict(zip(names, theta))
         p.update({k: v for k, v in fixed.items() if v is not None})
-        return _curve(u, **p) - y
+        return p
 
-    r = least_squares(resid, x_init, bounds=(lo, hi))
+    def resid(theta):
+        return _curve(u, **params_of(theta)) - y
+
+    def jac(theta):
+        # Analytic Jacobian: ~5x fewer curve evaluations than finite differences (bootstrap refits).
+        p = params_of(theta)
+        sig = 1.0 / (1.0 + np.exp(-p["k"] * (u - p["x0"])))
+        dsig = sig * (1.0 - sig) * (p["ceiling"] - p["floor"])
+        cols = {"x0": -p["k"] * dsig, "k": (u - p["x0"]) * dsig, "floor": 1.0 - sig, "ceiling": sig}
+        return np.stack([cols[name] for name in names], axis=1)
+
+    r = least_squares(resid, x_init, jac=jac, bounds=(lo, hi))
     out = dict(zip(names, (float(v) for v in r.x)))
     out.update({k: float(v) for k, v in fixed.items() if v is not None})
     return {k: out[k] for k in ("x0", "k", "floor", "ceiling")}
