@@ -119,6 +119,9 @@ class Placement:
     device: str  # "gpu" | "cpu"
     specs: Mapping[str, ReplicaSpec]
     replicas: Mapping[str, int]
+    # The order the replicas were packed in (one entry per replica): starting them in this
+    # order with `ResourcePool` reproduces a packing known to fit.
+    order: tuple[str, ...] = ()
 
     def gpus_used(self) -> float:
         return sum(self.specs[m].num_gpus * r for m, r in self.replicas.items())
@@ -355,7 +358,7 @@ def place(
     finish = balanced_finish_s(work, loads, devices)
     share = {m: work[m] / (finish - loads[m]) for m in work}
     size = {m: (s.num_gpus if s.num_gpus > 0 else s.num_cpus) for m, s in specs.items()}
-    pool, replicas = ResourcePool(cluster), {m: 0 for m in specs}
+    pool, replicas, order = ResourcePool(cluster), {m: 0 for m in specs}, []
 
     def deficit(m: str) -> float:
         return share[m] - replicas[m] * size[m]
@@ -367,23 +370,26 @@ def place(
     for model in sorted(work, key=lambda m: (-work[m], m)):
         if share[model] < size[model] <= budget and pool.allocate(specs[model]) is not None:
             replicas[model], budget = 1, budget - size[model]
+            order.append(model)
     # 1. Shares rounded to the nearest replica. Order by share per replica held (Webster's
     #    divisor rule), so that when the cluster runs out, no model is short by much more than
     #    another, in its own replica units.
-    _hand_out(pool, specs, replicas, set(work), lambda m: (share[m] / ((replicas[m] + 0.5) * size[m]), work[m]),
+    _hand_out(pool, specs, replicas, order, set(work),
+              lambda m: (share[m] / ((replicas[m] + 0.5) * size[m]), work[m]),
               stop=lambda m: deficit(m) < size[m] / 2)
     # 2. One replica for every model still without one, while they fit: a model started only
     #    when others release would be late by its load time plus all of its work.
     for model in sorted(work, key=lambda m: (-work[m], m)):
         if replicas[model] == 0 and pool.allocate(specs[model]) is not None:
             replicas[model] = 1
+            order.append(model)
     # 3. Whatever is left, to the models furthest below their shares.
-    _hand_out(pool, specs, replicas, set(work), lambda m: (deficit(m), work[m]), stop=lambda m: False)
-    return Placement("gpu" if cluster.total_gpus else "cpu", specs, replicas)
+    _hand_out(pool, specs, replicas, order, set(work), lambda m: (deficit(m), work[m]), stop=lambda m: False)
+    return Placement("gpu" if cluster.total_gpus else "cpu", specs, replicas, tuple(order))
 
 
 def _hand_out(pool: ResourcePool, specs: Mapping[str, ReplicaSpec], replicas: dict[str, int],
-              open_models: set[str], priority, stop) -> None:
+              order: list[str], open_models: set[str], priority, stop) -> None:
     """Give replicas one at a time to the open model of highest `priority` until `stop(model)`
     is true for it or nothing more fits. Free resources only shrink here, so a model that does
     not fit once never will."""
@@ -393,3 +399,4 @@ def _hand_out(pool: ResourcePool, specs: Mapping[str, ReplicaSpec], replicas: di
             open_models.discard(model)
         else:
             replicas[model] += 1
+            order.append(model)

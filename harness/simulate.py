@@ -168,12 +168,10 @@ class _Run:
                 return
 
     def run(self) -> float:
-        # Largest replicas first (first-fit decreasing), as Ray would pack the placement's
-        # actors; whatever is left over goes through the same rule as a released slot.
-        specs = self.placement.specs
-        for model in sorted(self.placement.replicas, key=lambda m: (-specs[m].num_gpus, m)):
-            for _ in range(self.placement.replicas[model]):
-                self.start(model, 0.0)
+        # In the placement's own packing order, so that they all fit as it planned; whatever
+        # is left over goes through the same rule as a released slot.
+        for model in self.placement.order:
+            self.start(model, 0.0)
         self.at_start = dict(self.count)
         self.fill(0.0)
         now = 0.0

@@ -75,10 +75,10 @@ def test_pythia_on_8_gpus_of_80gb():
 
 def _check_packs(p, cluster):
     """The placement's replicas can all be packed into the cluster at once."""
+    assert sorted(p.order) == sorted(m for m, r in p.replicas.items() for _ in range(r))
     pool = ResourcePool(cluster)
-    for model in sorted(p.replicas, key=lambda m: -p.specs[m].num_gpus):
-        for _ in range(p.replicas[model]):
-            assert pool.allocate(p.specs[model]) is not None, model
+    for model in p.order:
+        assert pool.allocate(p.specs[model]) is not None, model
 
 
 def test_replicas_proportional_to_work():
