@@ -17,6 +17,7 @@ from harness import manifest as mf
 from harness.config import Sweep
 from harness.errors import UserError
 from harness.plan import Plan, build_plan
+from harness.preflight import preflight
 from harness.progress import Progress
 from harness.results import (SCORES_SCHEMA, read_table, samples_path, samples_table,
                              table_from_rows, write_atomic)
@@ -28,6 +29,8 @@ def check_output_dir(sweep: Sweep) -> Path:
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"output path {str(run_dir)!r} is a file; pass a folder with --out")
     probe = run_dir if run_dir.exists() else next((p for p in run_dir.parents if p.exists()), Path("."))
+    if not probe.is_dir():
+        raise UserError(f"output path {str(run_dir)!r} lies under the file {str(probe)!r}; pass a folder with --out")
     if not os.access(probe, os.W_OK):
         raise UserError(f"output folder {str(run_dir)!r} is not writable; pass another folder with --out")
     previous = mf.read_manifest(run_dir)
@@ -68,6 +71,7 @@ def run_sweep(sweep: Sweep, analyze: bool = True, stream=None) -> int:
     started = time.monotonic()
     run_dir = check_output_dir(sweep)
     plan = build_plan(sweep)
+    preflight(plan)
     pending = plan.pending(run_dir)
     reused = {s.key for s in plan.shards} - {s.key for s in pending}
     print(f"harness: {len(plan.shards)} shards over {len(plan.replicas)} model revisions x "

@@ -53,11 +53,32 @@ class BuiltTask:
         return sorted({inst.doc_id for inst in self.instances})
 
 
-def task_manager(include_paths: Sequence[Path]):
+def task_manager(include_paths: Sequence[Path], include_defaults: bool = True):
     from lm_eval.tasks import TaskManager
 
     existing = [str(p) for p in include_paths if Path(p).is_dir()]
-    return TaskManager(include_path=existing or None)
+    return TaskManager(include_path=existing or None, include_defaults=include_defaults)
+
+
+def _unparsable_yaml(include_paths: Sequence[Path]) -> list[str]:
+    """Task YAML files in the include paths that do not parse (lm-eval skips them silently)."""
+    import yaml
+
+    class _Lenient(yaml.SafeLoader):
+        pass
+
+    # lm-eval YAML may carry `!function` tags; only syntax errors matter here.
+    _Lenient.add_multi_constructor("!", lambda loader, suffix, node: None)
+    broken = []
+    for folder in include_paths:
+        for path in sorted(Path(folder).rglob("*.yaml")) if Path(folder).is_dir() else []:
+            try:
+                yaml.load(path.read_text(), Loader=_Lenient)  # noqa: S506 - lenient SafeLoader subclass
+            except yaml.YAMLError as exc:
+                mark = getattr(exc, "problem_mark", None)
+                where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+                broken.append(f"{path}{where}: {getattr(exc, 'problem', None) or exc}")
+    return broken
 
 
 def check_task_names(manager: Any, names: Sequence[str], include_paths: Sequence[Path]) -> None:
@@ -65,6 +86,9 @@ def check_task_names(manager: Any, names: Sequence[str], include_paths: Sequence
     for name in names:
         if name in known:
             continue
+        broken = _unparsable_yaml(include_paths)
+        if broken:
+            raise UserError(f"unknown task {name!r}; a task file does not parse: {broken[0]} (fix the YAML)")
         hint = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
         where = ", ".join(str(p) for p in include_paths) or "(none)"
         did = f"did you mean {', '.join(hint)}? " if hint else ""
@@ -75,7 +99,10 @@ def check_task_names(manager: Any, names: Sequence[str], include_paths: Sequence
 def load_tasks(names: Sequence[str], include_paths: Sequence[Path]) -> dict[str, Any]:
     """lm-eval Task objects by name. Groups are expanded to their member tasks."""
     quiet_libraries()
-    manager = task_manager(include_paths)
+    # Indexing lm-eval's ~15,000 built-in tasks takes 5-15 s; skip it when our folders suffice.
+    manager = task_manager(include_paths, include_defaults=False)
+    if not set(names) <= set(manager.all_tasks):
+        manager = task_manager(include_paths)
     check_task_names(manager, names, include_paths)
     try:
         loaded = manager.load(list(names))
