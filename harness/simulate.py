@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 
 from harness.errors import UserError
 from harness.placement import (
-    BYTES_PER_PARAM, ClusterResources, ModelCost, Placement, ReplicaSpec, ResourcePool,
-    balanced_finish_s, place, replica_memory_bytes, shard_flops, work_units,
+    ModelCost, Placement, balanced_finish_s, place, replica_load_s, replica_memory_bytes, shard_flops,
+    work_units,
 )
+from harness.resources import ClusterResources, ReplicaSpec, ResourcePool
 from harness.schedule import ShardQueue, WorkItem, choose_model
 
 
@@ -136,7 +137,7 @@ class _Run:
 
     def load_s(self, model: str) -> float:
         m = self.info[model]
-        return self.params.load_fixed_s + BYTES_PER_PARAM[m.dtype] * m.n_params / self.params.load_bytes_per_s
+        return replica_load_s(m.n_params, m.dtype, self.params.load_fixed_s, self.params.load_bytes_per_s)
 
     def rate(self, spec: ReplicaSpec) -> float:
         # A spanning replica computes on one GPU at a time (device_map="auto"): one GPU's speed.
@@ -339,7 +340,7 @@ def simulate_sweep(
     if gpus > 0:
         cluster = ClusterResources.uniform_gpus(gpus, gpu_mem_gb)
     else:
-        from harness.placement import NodeResources
+        from harness.resources import NodeResources
         if not cpus:
             raise UserError("--gpus 0 needs --cpus N to simulate a CPU-only cluster")
         cluster = ClusterResources((NodeResources(cpus=cpus, memory_bytes=int(cpus * 8e9)),))

@@ -8,9 +8,10 @@ import pytest
 
 from harness.errors import UserError
 from harness.placement import (
-    GPU_UNITS, ClusterResources, ModelCost, NodeResources, ReplicaSpec, ResourcePool,
-    balanced_finish_s, model_cost, model_shape, place, replica_memory_bytes, shard_flops,
+    ModelCost, balanced_finish_s, model_cost, model_shape, place, replica_load_s,
+    replica_memory_bytes, shard_flops,
 )
+from harness.resources import ClusterResources, NodeResources, ResourcePool
 
 # Pythia total parameter counts and (layers, d_model) (Biderman et al. 2023, Table 1;
 # shared/reference/README.md).
@@ -52,6 +53,11 @@ def test_memory_model_weights_by_dtype():
 def test_cost_model_is_two_flops_per_parameter_per_token():
     assert shard_flops(1_000, 10) == 20_000.0
     assert model_cost("m", 1_000, "float32", 10).flops == 20_000.0
+
+
+def test_load_time_is_start_up_plus_weights_over_bandwidth():
+    assert replica_load_s(10**9, "bfloat16", fixed_s=5.0, bytes_per_s=1e9) == 7.0
+    assert replica_load_s(10**9, "float32", fixed_s=5.0, bytes_per_s=1e9) == 9.0
 
 
 def test_pythia_on_8_gpus_of_80gb():
@@ -132,22 +138,6 @@ def test_cpu_only_cluster_uses_cpu_slots():
     assert sum(p.specs[m].memory_bytes * r for m, r in p.replicas.items()) <= 64 * GB
     with pytest.raises(UserError, match="RAM"):
         place(ladder()[-1:], ClusterResources((NodeResources(cpus=4, memory_bytes=int(8 * GB)),)))
-
-
-def test_pool_packs_fractions_best_fit_and_releases():
-    cluster = ClusterResources((NodeResources(cpus=64, memory_bytes=10**12, gpus=2, gpu_memory_bytes=80 * 10**9),))
-    pool = ResourcePool(cluster)
-    eighth = ReplicaSpec("s", 0.125, 1, 1)
-    whole = ReplicaSpec("w", 1.0, 1, 1)
-    first = pool.allocate(eighth)
-    for _ in range(7):  # the other seven go onto the same GPU (best fit), leaving one whole
-        assert pool.allocate(eighth)[1] == first[1]
-    where = pool.allocate(whole)
-    assert where is not None and where[1] != first[1]
-    assert not pool.fits(eighth) and not pool.fits(whole)
-    pool.release(whole, where)
-    assert pool.fits(whole)
-    assert round(eighth.num_gpus * GPU_UNITS) * 8 <= GPU_UNITS
 
 
 def test_balanced_finish_without_and_with_loads():

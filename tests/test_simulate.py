@@ -10,7 +10,7 @@ import pytest
 
 from harness.config import load_sweep
 from harness.errors import UserError
-from harness.placement import ClusterResources, NodeResources
+from harness.resources import ClusterResources, NodeResources
 from harness.schedule import choose_model
 from harness.simulate import (
     SimModel, SimShard, SimulationParams, format_simulation, simulate, simulate_sweep,
