@@ -24,7 +24,7 @@ from harness.placement import (
     ModelCost, Placement, balanced_finish_s, place, replica_load_s, replica_memory_bytes, shard_flops,
     work_units,
 )
-from harness.resources import ClusterResources, ReplicaSpec, ResourcePool
+from harness.resources import ClusterResources, NodeResources, ReplicaSpec, ResourcePool
 from harness.schedule import ShardQueue, WorkItem, choose_model
 
 
@@ -337,14 +337,29 @@ def simulate_sweep(
         last.add(models[-1].key)
     tasks = [(t.name, t.limit or sweep.limit, t.revisions == "final") for t in sweep.tasks]
     work = synthetic_shards([m.key for m in models], tasks, shards, seed, frozenset(last))
+    return simulate(models, work, _cluster(gpus, gpu_mem_gb, cpus), params, synthetic=True)
+
+
+def simulate_plan(
+    plan, gpus: int, gpu_mem_gb: float, params: SimulationParams = SimulationParams(), cpus: int | None = None,
+) -> SimulationResult:
+    """Simulate the real shards of a `harness.plan.Plan` (when the task data could be read)."""
+    models = []
+    for replica in plan.replicas:
+        if not replica.n_params_estimate:
+            raise UserError(f"model {replica.name!r} has no parameter count; write n_params: into the sweep")
+        models.append(SimModel(replica.key, replica.n_params_estimate, replica.spec.dtype))
+    work = [SimShard(s.key, s.replica.key, s.est_tokens) for s in plan.shards]
+    return simulate(models, work, _cluster(gpus, gpu_mem_gb, cpus), params, synthetic=False)
+
+
+def _cluster(gpus: int, gpu_mem_gb: float, cpus: int | None) -> ClusterResources:
     if gpus > 0:
-        cluster = ClusterResources.uniform_gpus(gpus, gpu_mem_gb)
-    else:
-        from harness.resources import NodeResources
-        if not cpus:
-            raise UserError("--gpus 0 needs --cpus N to simulate a CPU-only cluster")
-        cluster = ClusterResources((NodeResources(cpus=cpus, memory_bytes=int(cpus * 8e9)),))
-    return simulate(models, work, cluster, params, synthetic=True)
+        return ClusterResources.uniform_gpus(gpus, gpu_mem_gb)
+    if not cpus:
+        raise UserError("--gpus 0 needs --cpus N to simulate a CPU-only cluster")
+    # 8 GB of RAM per core: a typical cloud CPU instance's ratio.
+    return ClusterResources((NodeResources(cpus=cpus, memory_bytes=int(cpus * 8e9)),))
 
 
 def format_simulation(result: SimulationResult) -> str:

@@ -124,3 +124,20 @@ def test_choose_model_by_device_and_worth_of_a_new_replica():
     assert choose_model({"a": 10.0}, {"a": 3}, min_share={"a": 5.0}) is None
     # ... but a model with no replica at all always gets one.
     assert choose_model({"a": 1.0}, {}, min_share={"a": 5.0}) == "a"
+
+
+@pytest.mark.slow
+def test_simulate_the_real_shards_of_a_plan(tiny_world):
+    from harness.config import apply_overrides
+    from harness.plan import build_plan
+    from harness.simulate import simulate_plan
+
+    sweep = apply_overrides(None, models=f"{tiny_world['small']},{tiny_world['large']}",
+                            tasks="tiny_ppl,tiny_mc", include_path=str(tiny_world["tasks"]), docs_per_shard=4)
+    plan = build_plan(sweep)
+    result = simulate_plan(plan, gpus=0, gpu_mem_gb=0, cpus=4, params=NO_LOADS)
+    assert not result.synthetic
+    assert result.shards == result.shards_run == len(plan.shards)
+    assert {m.model for m in result.per_model} == {r.key for r in plan.replicas}
+    assert result.total_flops == pytest.approx(sum(s.cost for s in plan.shards), rel=1e-9)
+    assert result.lower_bound_s <= result.makespan_s
