@@ -13,6 +13,7 @@ Usage: .venv/bin/python bench/bench_placement.py [--out bench/results/placement.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
@@ -72,7 +73,8 @@ def main() -> int:
         "",
         "Command: `.venv/bin/python bench/bench_placement.py` "
         f"(also `harness plan sweeps/pythia.yaml --simulate --gpus {GPUS} --gpu-mem-gb {GPU_MEM_GB:g}`).",
-        f"Machine: {platform.machine()}, Python {platform.python_version()}; whole benchmark {elapsed:.1f} s.",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"whole benchmark {elapsed:.1f} s.",
         "",
         f"Workload: sweeps/pythia.yaml (8 sizes x 4 revisions, 4 tasks), a synthetic workload of about "
         f"{SHARDS:,} shards (task sizes of the real lm-eval test sets, log-normal document lengths), "

@@ -116,7 +116,9 @@ class _Run:
         items = [WorkItem(s.key, s.model, shard_flops(self.info[s.model].n_params, s.tokens)) for s in shards]
         self.costs = _model_costs(models, items, params, self.load_s)
         unit = params.gpu_flops if cluster.total_gpus else params.cpu_flops
+        started = time.perf_counter()
         self.placement: Placement = place(self.costs, cluster, params.num_cpus_per_replica, device_flops=unit)
+        placing_s = time.perf_counter() - started
         specs = self.placement.specs
         # What choose_model needs beyond costs: replica sizes, and the work a replica could do
         # while it loads (a new replica that would arrive after its queue is gone is not started).
@@ -124,7 +126,7 @@ class _Run:
         self.min_share = {m: self.load_s(m) * self.rate(spec) for m, spec in specs.items()}
         started = time.perf_counter()
         self.queue = ShardQueue(items)
-        self.policy_s = time.perf_counter() - started
+        self.policy_s = placing_s + time.perf_counter() - started
         self.items, self.pool = items, ResourcePool(cluster)
         self.events: list[tuple[float, int, int]] = []
         self.replicas: dict[int, _Replica] = {}
