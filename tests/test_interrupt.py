@@ -1,0 +1,49 @@
+"""Ctrl-C stops a run cleanly: written shards stay, the manifest says interrupted, the same
+command resumes and finishes with the results an undisturbed run gives."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from tests.tiny import TASK_NAMES
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+def test_sigint_keeps_written_shards_and_resumes(tiny_world, tmp_path):
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "harness", "run", "--models", f"{tiny_world['small']},{tiny_world['large']}",
+            "--tasks", ",".join(TASK_NAMES), "--include-path", str(tiny_world["tasks"]), "--out", str(out),
+            "--docs-per-shard", "1", "--workers", "1", "--device", "cpu", "--no-analyze"]
+    env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline and len(list(out.rglob("requests/**/*.parquet"))) < 3:
+        time.sleep(0.2)
+    written_before = len(list(out.rglob("requests/**/*.parquet")))
+    assert written_before >= 3, "no shard finished in time"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    kept = len(list(out.rglob("requests/**/*.parquet")))
+    assert kept >= written_before and kept < 2 * 3 * 12
+    assert not list(out.rglob(".tmp-*")), "a partial file was left behind"
+
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"reusing {kept} finished shards" in done.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "done"
+    scores = pd.read_parquet(out / "scores.parquet")
+    assert set(scores.model) == {"tiny-s", "tiny-l"} and scores.value.notna().all()

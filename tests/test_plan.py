@@ -1,0 +1,61 @@
+"""Plans: requests built once, documents never split across shards, stable keys, no weights loaded."""
+
+from __future__ import annotations
+
+import shutil
+
+from harness.config import apply_overrides, sweep_from_mapping
+from harness.plan import build_plan, safetensors_param_count, summarize
+
+
+def _sweep(world, tmp_path, **extra):
+    ladder = tmp_path / "ladder"
+    if not ladder.exists():
+        for step in ("step1", "step2"):
+            shutil.copytree(world["small"], ladder / step)
+    raw = {"models": [{"name": "lad", "path": str(ladder), "revisions": ["step1", "step2"]}],
+           "tasks": ["tiny_ppl", {"name": "tiny_mc", "revisions": "final"}, "tiny_gen"],
+           "include_path": [str(world["tasks"])], "docs_per_shard": 5, "output": str(tmp_path / "out")}
+    raw.update(extra)
+    return sweep_from_mapping(raw, "test")
+
+
+def test_shards_keep_documents_whole_and_keys_stable(tiny_world, tmp_path):
+    sweep = _sweep(tiny_world, tmp_path)
+    plan = build_plan(sweep)
+    again = build_plan(sweep)
+    assert [s.key for s in plan.shards] == [s.key for s in again.shards]
+    assert len({s.key for s in plan.shards}) == len(plan.shards)
+    per_doc = {}
+    for shard in plan.shards:
+        for inst in shard.instances:
+            per_doc.setdefault((shard.replica.key, shard.task, inst.doc_id), set()).add(shard.key)
+    assert all(len(keys) == 1 for keys in per_doc.values())
+    # multiple choice only on the final revision; 12 docs in shards of 5 -> 3 shards per replica
+    mc = [s for s in plan.shards if s.task == "tiny_mc"]
+    assert {s.replica.revision for s in mc} == {"step2"} and len(mc) == 3
+    assert len([s for s in plan.shards if s.task == "tiny_ppl"]) == 6
+    # generation tasks carry one extra target-likelihood request per document
+    gen = plan.tasks["tiny_gen"]
+    assert sum(i.idx == -1 for i in gen.instances) == len(gen.doc_ids()) == 12
+
+
+def test_keys_change_with_what_determines_results(tiny_world, tmp_path):
+    base = {s.key for s in build_plan(_sweep(tiny_world, tmp_path)).shards}
+    for change in ({"seed": 7}, {"num_fewshot": 1}):
+        other = {s.key for s in build_plan(_sweep(tiny_world, tmp_path, **change)).shards}
+        changed = {k.split("-")[0] for k in other - base}
+        assert {"tiny_mc", "tiny_gen"} <= changed  # few-shot prompts changed
+    flipped = build_plan(apply_overrides(_sweep(tiny_world, tmp_path), backend="fast"))
+    assert not {s.key for s in flipped.shards} & base
+
+
+def test_summary_counts_without_loading_weights(tiny_world, tmp_path):
+    sweep = _sweep(tiny_world, tmp_path)
+    plan = build_plan(sweep)
+    summary = summarize(plan)
+    n = safetensors_param_count(tiny_world["small"])
+    assert n and all(m["n_params"] == n for m in summary["models"])
+    assert summary["shards"] == len(plan.shards) and summary["requests"] == sum(s.n_requests for s in plan.shards)
+    assert summary["tasks"]["tiny_mc"]["num_fewshot"] == 2
+    assert sum(m["cost_flops"] for m in summary["models"]) == summary["cost_flops"] > 0

@@ -1,0 +1,20 @@
+"""The pure scheduling policy the driver and the simulator share."""
+
+from __future__ import annotations
+
+from harness.schedule import ShardQueue, WorkItem, choose_model
+
+
+def test_longest_first_and_requeue():
+    queue = ShardQueue([WorkItem("a", "m", 1.0), WorkItem("b", "m", 5.0), WorkItem("c", "n", 2.0)])
+    assert queue.pop("m").key == "b"
+    assert queue.queued() == 2 and queue.queued("m") == 1
+    queue.push(WorkItem("b", "m", 5.0))
+    assert queue.pop("m").key == "b" and queue.pop("m").key == "a" and queue.pop("m") is None
+    assert queue.queued_cost() == {"n": 2.0}
+
+
+def test_free_slot_serves_the_most_work_per_replica():
+    assert choose_model({"small": 10.0, "big": 100.0}, {}) == "big"
+    assert choose_model({"small": 10.0, "big": 100.0}, {"big": 20}) == "small"
+    assert choose_model({"big": 100.0}, {}, fits=lambda m: m != "big") is None
