@@ -70,7 +70,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.simulate:
         from harness.simulate import format_simulation, simulate_sweep
 
-        result = simulate_sweep(sweep, gpus=args.gpus, gpu_mem_gb=args.gpu_mem_gb, shards=args.shards)
+        result = simulate_sweep(sweep, gpus=args.gpus, gpu_mem_gb=args.gpu_mem_gb, shards=args.shards,
+                                cpus=args.cpus)
         if args.json:
             import dataclasses
 
@@ -143,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--simulate", action="store_true", help="simulate the scheduler on a GPU cluster")
     plan.add_argument("--gpus", type=int, default=8, help="simulated GPUs")
     plan.add_argument("--gpu-mem-gb", type=float, default=80.0, help="memory per simulated GPU")
+    plan.add_argument("--cpus", type=int, help="simulated CPU slots (with --gpus 0)")
     plan.add_argument("--shards", type=int, default=10_000, help="synthetic shards when data is offline")
     plan.set_defaults(func=cmd_plan)
     ls = sub.add_parser("ls", help="list what a sweep can name")
