@@ -68,6 +68,9 @@ class Sweep:
     device: str = "auto"
     backend: str = "hf"
     docs_per_shard: int = 50
+    # A shard also closes at this many estimated tokens: one long article can outweigh 40 short
+    # passages, and the longest shard bounds the makespan.
+    tokens_per_shard: int = 50_000
     bootstrap_iters: int = 1000
     shard_timeout_s: float = 3600.0
     max_attempts: int = 3
@@ -88,6 +91,7 @@ class Sweep:
 _SWEEP_KEYS = {
     "name": str, "output": str, "include_path": list, "num_fewshot": int, "limit": int,
     "seed": int, "batch_size": int, "device": str, "backend": str, "docs_per_shard": int,
+    "tokens_per_shard": int,
     "bootstrap_iters": int, "shard_timeout_s": float, "max_attempts": int, "workers": int,
     "address": str, "models": list, "tasks": list,
 }
@@ -226,6 +230,7 @@ def validate(sweep: Sweep) -> Sweep:
     check_positive(sweep.num_fewshot, f"{src}: num_fewshot", allow_zero=True)
     check_positive(sweep.batch_size, f"{src}: batch_size")
     check_positive(sweep.docs_per_shard, f"{src}: docs_per_shard")
+    check_positive(sweep.tokens_per_shard, f"{src}: tokens_per_shard")
     check_positive(sweep.workers, f"{src}: workers")
     check_positive(sweep.max_attempts, f"{src}: max_attempts")
     _check_choice(sweep.device, DEVICES, src, "device")

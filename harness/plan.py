@@ -135,13 +135,25 @@ def shard_key(replica: Replica, sweep: Sweep, task: str, instances: list) -> str
     return f"{task}-{digest[:20]}"
 
 
-def _split_docs(built: BuiltTask, docs_per_shard: int) -> list[list]:
+def _split_docs(built: BuiltTask, docs_per_shard: int, tokens_per_shard: int) -> list[list]:
+    """Consecutive documents, whole, until a shard holds docs_per_shard or tokens_per_shard."""
     by_doc: dict[int, list] = {}
     for inst in built.instances:
         by_doc.setdefault(inst.doc_id, []).append(inst)
-    doc_ids = sorted(by_doc)
-    return [[i for d in doc_ids[k:k + docs_per_shard] for i in by_doc[d]]
-            for k in range(0, len(doc_ids), docs_per_shard)]
+    chunks: list[list] = []
+    current: list = []
+    docs = tokens = 0
+    for doc_id in sorted(by_doc):
+        doc_tokens = sum(_request_text_bytes(i) for i in by_doc[doc_id]) / _BYTES_PER_TOKEN
+        if current and (docs >= docs_per_shard or tokens + doc_tokens > tokens_per_shard):
+            chunks.append(current)
+            current, docs, tokens = [], 0, 0
+        current.extend(by_doc[doc_id])
+        docs += 1
+        tokens += doc_tokens
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 def build_plan(sweep: Sweep, base: Path | None = None) -> Plan:
@@ -159,7 +171,7 @@ def build_plan(sweep: Sweep, base: Path | None = None) -> Plan:
     for name, built in tasks.items():
         spec = specs.get(name)
         final_only = spec is not None and spec.revisions == "final"
-        chunks = _split_docs(built, sweep.docs_per_shard)
+        chunks = _split_docs(built, sweep.docs_per_shard, sweep.tokens_per_shard)
         for replica in replicas:
             if final_only and replica.revision != replica.spec.revisions[-1]:
                 continue

@@ -59,3 +59,14 @@ def test_summary_counts_without_loading_weights(tiny_world, tmp_path):
     assert summary["shards"] == len(plan.shards) and summary["requests"] == sum(s.n_requests for s in plan.shards)
     assert summary["tasks"]["tiny_mc"]["num_fewshot"] == 2
     assert sum(m["cost_flops"] for m in summary["models"]) == summary["cost_flops"] > 0
+
+
+def test_long_documents_close_a_shard_early(tiny_world, tmp_path):
+    sweep = _sweep(tiny_world, tmp_path, tokens_per_shard=200, docs_per_shard=50)
+    plan = build_plan(sweep)
+    ppl = [s for s in plan.shards if s.task == "tiny_ppl" and s.replica.revision == "step2"]
+    # perplexity documents are 50-175 estimated tokens: shards close at the budget, not at 50 docs
+    assert len(ppl) >= 6 and sum(len(s.doc_ids) for s in ppl) == 12
+    assert all(s.est_tokens <= 200 or len(s.doc_ids) == 1 for s in ppl)
+    mc = [s for s in plan.shards if s.task == "tiny_mc"]
+    assert all(s.est_tokens <= 200 or len(s.doc_ids) == 1 for s in mc)
