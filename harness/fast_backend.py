@@ -31,9 +31,10 @@ from harness.fast_score import ModelParts, score_batch
 
 log = logging.getLogger(__name__)
 
-# Rows are packed up to this many tokens (or the model's context, if shorter): long enough to
-# fill a batch with several short units, short enough that attention stays cheap.
-PACK_TOKENS = 512
+# Rows are packed up to the longest unit's length, and at least this many tokens (or the model's
+# context, if shorter). Packing to the longest unit keeps the rows of a batch the same width, so
+# the batch pads little; the floor lets tiny units (zero-shot items) share rows and fill the matmuls.
+PACK_TOKENS = 128
 # Generation settings that change which token is picked; with any of them set, `generate` applies
 # a logits processor this backend does not implement, so those requests go to HFLM.
 _PROCESSOR_SETTINGS = {
@@ -178,7 +179,7 @@ def _score(parts: ModelParts, scored: list[Scored], max_length: int, batch_size:
            device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed log-probs and argmax misses per request (float64, on the CPU)."""
     share = parts.mask is not None
-    units = make_units(scored, capacity=max(max_length, PACK_TOKENS), share_prefixes=share)
+    units = make_units(scored, capacity=max(max_length, 4 * PACK_TOKENS), share_prefixes=share)
     rows = pack_rows(units, capacity=min(max_length, PACK_TOKENS), pack=share)
     logprob = torch.zeros(len(scored), dtype=torch.float64)
     wrong = torch.zeros(len(scored), dtype=torch.float64)

@@ -48,7 +48,9 @@ def row_tensors(rows: Sequence[Row], pad_id: int, device: torch.device, mask: st
         # Padding: every pad position is a unit of its own that sees only itself, so no query row
         # is fully masked (that would give NaN in SDPA and leak through the values of later layers).
         unit[b, n:] = -1 - torch.arange(width - n)
-    if mask is None:
+    if mask is None or all(len(set(r.unit)) == 1 and max(r.part) <= 1 for r in rows):
+        # One request per row (prefix + one tail, or one tail): the model's own causal mask and
+        # default positions are exact, and SDPA can take its faster is_causal path.
         return ids.to(device), None, None
     same_unit = unit[:, :, None] == unit[:, None, :]
     causal = torch.ones(width, width, dtype=torch.bool).tril()

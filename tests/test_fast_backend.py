@@ -20,6 +20,7 @@ from lm_eval.api.instance import Instance  # noqa: E402
 from lm_eval.models.huggingface import HFLM  # noqa: E402
 
 from harness.fast_backend import FastLM  # noqa: E402
+from harness.fast_pack import make_units, split_request  # noqa: E402
 
 pytestmark = pytest.mark.slow
 MAX_LEN = 48
@@ -74,6 +75,8 @@ def test_prefix_sharing_is_on_and_batch_size_does_not_matter(backends, tokenizer
     _, fast, model = backends
     assert fast._parts.mask == "bool"  # the SDPA models here honour custom masks: sharing is really tested
     reqs = _multiple_choice()
+    scored = [split_request(*fast._encode_pair(*r.args), MAX_LEN) for r in reqs if r.args[0]]
+    assert any(len(u.members) >= 3 for u in make_units(scored, 4 * MAX_LEN))  # some contexts are shared
     one = FastLM(model, tokenizer, device="cpu", batch_size=1).loglikelihood(reqs, disable_tqdm=True)
     many = fast.loglikelihood(reqs, disable_tqdm=True)
     assert [g for _, g in one] == [g for _, g in many]
