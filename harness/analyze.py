@@ -89,6 +89,8 @@ def analyze_run(run_dir: Path, *, n_boot: int = 200, seed: int = 0, level: float
     scores = load_scores(run_dir)
     samples = load_samples(run_dir)
     work = _Work(scores, samples, n_boot, seed, level)
+    if scores.empty:
+        work.skipped.append(f"{run_dir / 'scores.parquet'} has no rows: nothing to fit")
     for task in sorted(scores["task"].unique()):
         metrics = set(scores.loc[scores["task"] == task, "metric"])
         if metrics & set(ROLLING):
@@ -99,6 +101,7 @@ def analyze_run(run_dir: Path, *, n_boot: int = 200, seed: int = 0, level: float
             work.skipped.append(f"{task}: no metric this analysis fits (has {', '.join(sorted(metrics))})")
     rows = [r for o in work.outcomes for r in o.rows(level)]
     rows += [r for b in work.backtests for r in _backtest_rows(b, level)]
+    rows += work.emergence_rows
     fits = pd.DataFrame(rows, columns=list(FIT_COLUMNS))
     fits_path = run_dir / "fits.parquet"
     fits.to_parquet(fits_path, index=False)
@@ -131,6 +134,7 @@ class _Work:
     def __init__(self, scores, samples, n_boot: int, seed: int, level: float):
         self.scores, self.samples, self.n_boot, self.seed, self.level = scores, samples, n_boot, seed, level
         self.outcomes, self.verdicts, self.backtests, self.skipped = [], [], [], []
+        self.emergence_rows: list[dict] = []
 
     def series(self, task: str, metric: str, final_only: bool = True):
         from harness.analyze_series import build_series
@@ -152,7 +156,7 @@ class _Work:
     def fit_with_backtest(self, law: str, s):
         from harness import analyze_fits, backtest
 
-        outcome = self.attempt(getattr(analyze_fits, law), s, self.level)
+        outcome = self.attempt(getattr(analyze_fits, law), s, self.level, self.n_boot, self.seed)
         if outcome is not None:
             self.outcomes.append(outcome)
             bt = self.attempt(backtest.backtest, s, law, self.level)
@@ -167,7 +171,7 @@ class _Work:
             self.fit_with_backtest("power_law", self.series(task, metric))
         loss_metric = "nll_per_token" if "nll_per_token" in metrics else metrics[0]
         all_revisions = self.series(task, loss_metric, final_only=False)
-        outcome = self.attempt(analyze_fits.chinchilla, all_revisions, self.level)
+        outcome = self.attempt(analyze_fits.chinchilla, all_revisions, self.level, self.n_boot, self.seed)
         if outcome is not None:
             self.outcomes.append(outcome)
 
@@ -188,5 +192,25 @@ class _Work:
                 self.skipped.append(f"{task}/{metric}: fewer than 2 points, no emergence score")
                 continue
             # Twins must be compared on the same models: keep the points both series have.
-            same = {m: t.y for m, t in twin_series.items() if t.models == s.models and t.revisions == s.revisions}
-            self.verdicts.append(mirage_verdict(task, s.n, metric, s.y, same))
+            same = {m: t for m, t in twin_series.items() if t.models == s.models and t.revisions == s.revisions}
+            verdict = mirage_verdict(task, s.n, metric, s.y, {m: t.y for m, t in same.items()})
+            self.verdicts.append(verdict)
+            self.emergence_rows += [self.emergence_row(x, verdict) for x in (s, *same.values())]
+
+    def emergence_row(self, s, verdict) -> dict:
+        """The emergence score of one curve, with its interval over the same document resamples."""
+        from harness.bootstrap import percentile_interval
+        from harness.emergence import emergence_score, emergence_scores, oriented
+
+        lo = hi = np.nan
+        ok = 0
+        if s.boot is not None:
+            draws = emergence_scores(s.n, oriented(s.metric, s.boot))
+            lo, hi = percentile_interval(draws, self.level)
+            ok = int(np.isfinite(draws).sum())
+        return {"task": s.task, "metric": s.metric, "filter": s.filter, "law": "emergence", "param": "score",
+                "estimate": emergence_score(s.n, oriented(s.metric, s.y)), "ci_low": lo, "ci_high": hi,
+                "ci_level": self.level, "ci_method": s.ci_method, "n_boot_ok": ok, "n_sizes": s.n_sizes,
+                "transform": "negate" if s.metric in ("brier", "edit_distance") else "identity",
+                "note": verdict.verdict if s.metric == verdict.discrete_metric else f"twin of {verdict.discrete_metric}",
+                "n_points": int(s.y.size)}

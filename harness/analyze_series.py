@@ -75,6 +75,7 @@ def build_series(scores: pd.DataFrame, samples: pd.DataFrame | None, task: str, 
     if flt is None:
         return None
     rows = scores[(scores["task"] == task) & (scores["metric"] == metric) & (scores["filter"].astype(str) == flt)]
+    rows = rows.drop_duplicates(["model", "revision"], keep="last")  # a resumed run may repeat a shard
     if final_only:
         rows = final_revisions(rows)
     rows = rows.sort_values(["n_params_nonembedding", "model", "revision"])

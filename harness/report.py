@@ -63,7 +63,7 @@ def _scores_section(scores) -> list[str]:
 
 
 def _fits_section(fits) -> list[str]:
-    sub = fits[~fits["law"].str.endswith(":backtest")]
+    sub = fits[~fits["law"].str.endswith(":backtest") & (fits["law"] != "emergence")]
     rows = [[r.task, r.metric + (" (−y)" if r.transform == "negate" else ""), r.law, r.param, _num(r.estimate),
              f"[{_num(r.ci_low)}, {_num(r.ci_high)}]", _num(r.r2), _num(r.rmse), str(int(r.n_sizes)), r.note or ""]
             for r in sub.itertuples()]
@@ -85,14 +85,20 @@ def _emergence_section(verdicts, fits) -> list[str]:
             nstar_txt = f"{_num(r.estimate)} [{_num(r.ci_low)}, {_num(r.ci_high)}]"
             if "outside" in (r.note or ""):
                 nstar_txt += " (outside measured range)"
-        twins = ", ".join(f"{m} {s:.3g}" for m, s in v.twin_scores.items()) or "–"
-        rows.append([v.task, v.discrete_metric, f"{v.discrete_score:.3g}", nstar_txt, twins, v.verdict])
+        def score(metric, value):
+            r = fits[(fits["task"] == v.task) & (fits["metric"] == metric) & (fits["law"] == "emergence")]
+            ci = f" [{_num(r.iloc[0].ci_low)}, {_num(r.iloc[0].ci_high)}]" if len(r) and np.isfinite(r.iloc[0].ci_low) else ""
+            return f"{value:.3g}{ci}"
+
+        twins = ", ".join(f"{m} {score(m, s)}" for m, s in v.twin_scores.items()) or "–"
+        rows.append([v.task, v.discrete_metric, score(v.discrete_metric, v.discrete_score), nstar_txt, twins,
+                     v.verdict])
     intro = ("Emergence score (Schaeffer et al. 2023): sign(argmax − argmin)·(max − min)/sqrt(median of squared "
              "steps), on values oriented so higher is better. A steady climb scores about (sizes − 1); a curve "
              "counts as a jump at twice that. Mirage: a jump under the discrete metric that its continuous twin "
              "does not show.")
     return ["## Emergence and the mirage check", "", intro, ""] + _table(
-        ["task", "metric", "emergence score", "N* [95% CI]", "continuous twins (score)", "verdict"], rows)
+        ["task", "metric", "emergence score [95% CI]", "N* [95% CI]", "continuous twins (score [95% CI])", "verdict"], rows)
 
 
 def _backtest_section(backtests) -> list[str]:

@@ -143,10 +143,20 @@ def test_constant_and_nan_values_are_skipped(tmp_path):
     assert fits[(fits.task == "mc") & (fits.metric == "acc")].empty
 
 
-def test_run_without_samples_fits_without_intervals(tmp_path):
+def test_run_without_samples_falls_back_to_model_bootstrap(tmp_path):
     run = make_run(tmp_path, samples=False, tasks=("mc",))
+    fits = pd.read_parquet(analyze_run(run, n_boot=40).fits_path)
+    alpha = fits[(fits.metric == "brier") & (fits.law == "power_law") & (fits.param == "alpha")].iloc[0]
+    assert alpha.ci_method.startswith("model bootstrap") and alpha.ci_low <= alpha.estimate <= alpha.ci_high
+    # Back-tests need per-document resamples for their interval: reported without one.
+    bt = fits[(fits.law == "power_law:backtest") & (fits.param == "predicted")]
+    assert len(bt) and bt["ci_low"].isna().all()
+
+
+def test_too_few_points_for_any_bootstrap_gives_no_interval(tmp_path):
+    run = make_run(tmp_path, sizes=SIZES[:3], samples=False, tasks=("mc",))
     fits = pd.read_parquet(analyze_run(run, n_boot=20).fits_path)
-    assert not fits.empty and fits["ci_low"].isna().all() and set(fits["ci_method"]) <= {"none", "paired document bootstrap (prediction interval)"}
+    assert not fits.empty and fits["ci_low"].isna().all() and set(fits["ci_method"]) == {"none"}
 
 
 def test_missing_scores_is_a_user_error(tmp_path):
