@@ -140,7 +140,7 @@ def test_constant_and_nan_values_are_skipped(tmp_path):
     assert any("mc/acc" in s and "constant" in s for s in summary.skipped)
     assert any("arith/edit_distance" in s and "no finite values" in s for s in summary.skipped)
     fits = pd.read_parquet(run / "fits.parquet")
-    assert fits[(fits.task == "mc") & (fits.metric == "acc")].empty
+    assert fits[(fits.task == "mc") & (fits.metric == "acc") & (fits.law == "sigmoid")].empty
 
 
 def test_run_without_samples_falls_back_to_model_bootstrap(tmp_path):
