@@ -188,8 +188,9 @@ class _Work:
         for metric in discrete:
             s = self.series(task, metric)
             self.fit_with_backtest("sigmoid", s)
-            if s.y.size < 2:
-                self.skipped.append(f"{task}/{metric}: fewer than 2 points, no emergence score")
+            if s.n_sizes < 3:  # with two sizes the score is always +-1: no information
+                self.skipped.append(f"{task}/{metric}: {s.n_sizes} distinct size(s), needs >= 3 for the "
+                                    "emergence score and mirage check")
                 continue
             # Twins must be compared on the same models: keep the points both series have.
             same = {m: t for m, t in twin_series.items() if t.models == s.models and t.revisions == s.revisions}
