@@ -137,7 +137,7 @@ def chinchilla(s: Series, level: float, n_boot: int = 0, seed: int = 0) -> FitOu
     if np.any(s.y[known] <= 0) or np.ptp(s.y[known]) == 0:
         raise ValueError(f"{s.task}/{s.metric} (chinchilla): losses must vary and be > 0; fit skipped")
     n, d, y = s.n[known], s.d[known], s.y[known]
-    fit = fit_chinchilla(n, d, y)
+    fit = fit_chinchilla(n, d, y, refine=True)  # the bootstrap refits use the same tight tolerances
     params = dict(fit.params)
     params["N_opt_exponent"] = params["beta"] / (params["alpha"] + params["beta"])
     params["D_opt_exponent"] = params["alpha"] / (params["alpha"] + params["beta"])

@@ -119,6 +119,9 @@ def test_chinchilla_recovers_known_parameters_and_frontier():
     assert 6 * n_opt * d_opt == pytest.approx(c, rel=1e-9)
     others = n_opt * np.geomspace(0.5, 2.0, 21)
     assert fit.predict(n_opt, d_opt) <= fit.predict(others, c / (6 * others)).min() + 1e-12
+    # Refining with tight tolerances never ends worse than scipy's stopping rule.
+    refined = fit_chinchilla(n, d, loss, starts=paper_grid()[::9], refine=True)
+    assert refined.loss <= fit.loss
 
 
 @pytest.mark.slow

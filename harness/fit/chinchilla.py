@@ -99,13 +99,17 @@ def chinchilla_frontier(params: dict[str, float], flops) -> tuple[np.ndarray, np
     return g * c6 ** (beta / (alpha + beta)), c6 ** (alpha / (alpha + beta)) / g
 
 
-def fit_chinchilla(n, d, loss, *, starts: np.ndarray | None = None, polish: int = 5) -> ChinchillaFit:
+def fit_chinchilla(n, d, loss, *, starts: np.ndarray | None = None, polish: int = 5,
+                   refine: bool = False) -> ChinchillaFit:
     """Approach 3 fit of L(N, D).
 
     Args:
         n: parameters per point; d: training tokens per point; loss: measured loss (> 0).
         starts: (S, 5) rows of (a, b, e, alpha, beta); default the paper's 4,500-point grid.
         polish: how many of the best distinct batch results scipy's L-BFGS-B refines.
+        refine: continue the best with tight tolerances. Off by default, which reproduces the
+            published (scipy-stopping-rule) numbers; on for small ladders, where the objective is
+            so small that scipy's rule (decrease below 2.2e-9 * max(|f|, 1)) stops early.
     Raises:
         ValueError: on non-positive or non-finite inputs.
     """
@@ -118,6 +122,10 @@ def fit_chinchilla(n, d, loss, *, starts: np.ndarray | None = None, polish: int 
 
     res = minimize_batch(batch, starts)
     best = _polish(res.x, res.fun, batch, polish)
+    if refine:
+        tight = minimize_batch(batch, np.asarray(best[0])[None, :], ftol=1e-15, gtol=1e-10, max_iter=2000)
+        if np.isfinite(tight.fun[0]) and tight.fun[0] <= best[1]:
+            best = (tight.x[0], float(tight.fun[0]))
     a, b, e, alpha, beta = best[0]
     params = {"A": float(np.exp(a)), "B": float(np.exp(b)), "E": float(np.exp(e)),
               "alpha": float(alpha), "beta": float(beta)}
