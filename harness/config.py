@@ -159,17 +159,24 @@ def parse_model_ref(ref: str) -> tuple[str, str | None]:
     return path, (revision if sep and revision else None)
 
 
+def _typed_entry(raw: Any, allowed: Mapping, source: str, where: str, required: str) -> dict:
+    """One `models:`/`tasks:` entry as a dict of checked values; `required` must be present."""
+    if not isinstance(raw, Mapping):
+        raise UserError(f"{_where(source, where)}: expected a mapping or a string")
+    prefix = where + "."
+    _check_keys(raw, allowed, source, prefix)
+    values = {k: _check_type(v, allowed[k], source, prefix + k) for k, v in raw.items()}
+    if not values.get(required):
+        raise UserError(f"{_where(source, prefix + required)}: missing; every entry needs `{required}:`")
+    return values
+
+
 def _model_from_raw(raw: Any, source: str, i: int) -> ModelSpec:
     prefix = f"models[{i}]."
     if isinstance(raw, str):
         path, rev = parse_model_ref(raw)
         return ModelSpec(name=default_model_name(path), path=path, revisions=(rev,))
-    if not isinstance(raw, Mapping):
-        raise UserError(f"{_where(source, f'models[{i}]')}: expected a mapping or a string")
-    _check_keys(raw, _MODEL_KEYS, source, prefix)
-    values = {k: _check_type(v, _MODEL_KEYS[k], source, prefix + k) for k, v in raw.items()}
-    if not values.get("path"):
-        raise UserError(f"{_where(source, prefix + 'path')}: missing; give a local folder or hub id")
+    values = _typed_entry(raw, _MODEL_KEYS, source, f"models[{i}]", "path")
     if "revision" in values and "revisions" in values:
         raise UserError(f"{_where(source, prefix + 'revision')}: give revision or revisions, not both")
     revisions = values.pop("revisions", None) or [values.pop("revision", None)]
@@ -188,12 +195,7 @@ def _task_from_raw(raw: Any, source: str, i: int) -> TaskSpec:
     prefix = f"tasks[{i}]."
     if isinstance(raw, str):
         return TaskSpec(name=raw)
-    if not isinstance(raw, Mapping):
-        raise UserError(f"{_where(source, f'tasks[{i}]')}: expected a mapping or a task name")
-    _check_keys(raw, _TASK_KEYS, source, prefix)
-    values = {k: _check_type(v, _TASK_KEYS[k], source, prefix + k) for k, v in raw.items()}
-    if not values.get("name"):
-        raise UserError(f"{_where(source, prefix + 'name')}: missing task name")
+    values = _typed_entry(raw, _TASK_KEYS, source, f"tasks[{i}]", "name")
     check_positive(values.get("limit"), f"{source}: {prefix}limit")
     check_positive(values.get("num_fewshot"), f"{source}: {prefix}num_fewshot", allow_zero=True)
     _check_choice(values.get("revisions") or "all", TASK_REVISIONS, source, prefix + "revisions")
