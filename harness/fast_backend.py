@@ -52,7 +52,9 @@ class FastLM(HFLM):
         model: a `transformers` causal LM (moved to `device` here).
         tokenizer: its tokenizer.
         device: "cpu", "cuda", "cuda:1", ...
-        batch_size: rows per forward pass (a row may hold several requests); does not change results.
+        batch_size: sets the memory budget: a forward pass holds at most batch_size x max_length
+            tokens, the most an HFLM batch of that size holds. Shorter rows make for more rows per
+            pass (fewer, fuller matmuls). Does not change results.
         max_length: context length; default from the model config, as in HFLM.
 
     Example:
@@ -135,8 +137,11 @@ class FastLM(HFLM):
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
         eos_ids = _eos_ids(self.model)
         texts: list[str] = [""] * len(contexts)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
+        budget = self.batch_size * self.max_length
+        while order:
+            # As many prompts as fit the token budget once fully generated (the longest comes first).
+            take = max(1, budget // (len(encoded[order[0]]) + max_gen))
+            idx, order = order[:take], order[take:]
             gens = greedy_batch(self.model, self.tokenizer, [encoded[i] for i in idx], until, max_gen, eos_ids,
                                 self._pad_id(), self.device)
             for i, toks in zip(idx, gens, strict=True):
@@ -183,7 +188,7 @@ def _score(parts: ModelParts, scored: list[Scored], max_length: int, batch_size:
     rows = pack_rows(units, capacity=min(max_length, PACK_TOKENS), pack=share)
     logprob = torch.zeros(len(scored), dtype=torch.float64)
     wrong = torch.zeros(len(scored), dtype=torch.float64)
-    for batch in batches(rows, batch_size):
+    for batch in batches(rows, max_tokens=batch_size * max_length):
         score_batch(parts, batch, pad_id, device, logprob, wrong)
     return logprob, wrong
 

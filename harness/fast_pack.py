@@ -14,7 +14,8 @@ tail), computes exactly what four separate full passes compute: that is the savi
 Rows. A *unit* is one prefix with the tails that share it (a tail with an empty prefix is a unit of
 its own: e.g. a rolling-perplexity window). Units are packed into rows of at most `capacity` tokens
 (best fit, longest first), each unit attending only within itself, so short documents stop paying
-for padding. Rows are then batched longest first, which keeps the padding inside a batch small.
+for padding. Rows are then batched longest first under a token budget, which keeps the padding
+inside a batch small and lets short rows fill a larger batch.
 """
 
 from __future__ import annotations
@@ -140,14 +141,12 @@ def _layout(units: Sequence[Unit]) -> Row:
     return Row(tuple(tokens), tuple(positions), tuple(unit_ids), tuple(parts), tuple(scored))
 
 
-def batches(rows: Sequence[Row], batch_size: int, max_tokens: int | None = None) -> list[list[Row]]:
-    """Rows longest first in groups of at most `batch_size` (and `max_tokens` padded tokens)."""
+def batches(rows: Sequence[Row], max_tokens: int) -> list[list[Row]]:
+    """Rows longest first, in groups whose padded size (rows x widest row) stays within max_tokens."""
     ordered = sorted(rows, key=lambda r: -len(r.tokens))
     out: list[list[Row]] = []
     for row in ordered:
-        if out and len(out[-1]) < batch_size and (
-            max_tokens is None or (len(out[-1]) + 1) * len(out[-1][0].tokens) <= max_tokens
-        ):
+        if out and (len(out[-1]) + 1) * len(out[-1][0].tokens) <= max_tokens:
             out[-1].append(row)
         else:
             out.append([row])

@@ -71,12 +71,14 @@ def score_batch(parts: ModelParts, rows: Sequence[Row], pad_id: int, device: tor
     p_idx = torch.tensor([s[0] for r in rows for s in r.scored], device=device)
     targets = torch.tensor([s[1] for r in rows for s in r.scored], device=device)
     req = torch.tensor([s[2] for r in rows for s in r.scored], device=device)
+    # Plain rows pass neither mask nor positions, so a model whose forward lacks them still works.
+    extra = {} if mask is None else {"attention_mask": mask, "position_ids": pos}
     if parts.trunk is not None and parts.head is not None:
-        hidden = parts.trunk(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False)
+        hidden = parts.trunk(input_ids=ids, use_cache=False, **extra)
         picked = hidden.last_hidden_state[b_idx, p_idx]
         head = parts.head
     else:
-        picked = parts.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).logits[b_idx, p_idx]
+        picked = parts.model(input_ids=ids, use_cache=False, **extra).logits[b_idx, p_idx]
         head = None
     for start in range(0, picked.shape[0], HEAD_CHUNK):
         chunk = picked[start : start + HEAD_CHUNK]

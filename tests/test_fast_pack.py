@@ -51,5 +51,7 @@ def test_rows_hold_every_target_once_and_respect_capacity():
             k = s.targets.index(target) if s.targets.count(target) == 1 else None
             if k is not None:
                 assert r.tokens[pos] == s.tail[k] and r.positions[pos] == len(s.prefix) + k
-    assert sum(len(b) for b in batches(rows, 4)) == len(rows)
-    assert all(len(b) <= 4 for b in batches(rows, 4))
+    groups = batches(rows, max_tokens=150)
+    assert sum(len(b) for b in groups) == len(rows)
+    assert all(len(b) == 1 or len(b) * len(b[0].tokens) <= 150 for b in groups)
+    assert all(len(r.tokens) <= len(b[0].tokens) for b in groups for r in b)
