@@ -62,7 +62,10 @@ class FastLM(HFLM):
         >>> lm.loglikelihood(instances)                                   # doctest: +SKIP
     """
 
-    def __init__(self, model, tokenizer, device: str = "cpu", batch_size: int = 16, max_length: int | None = None):
+    def __init__(self, model, tokenizer, device: str = "cpu", batch_size: int | str = 16,
+                 max_length: int | None = None):
+        if isinstance(batch_size, str) and batch_size.startswith("auto"):
+            batch_size = 16  # a token budget, not a row count: no need to probe for the largest batch
         model = model.to(device)
         super().__init__(pretrained=model, tokenizer=tokenizer, device=device, batch_size=int(batch_size),
                          max_length=max_length)
