@@ -82,8 +82,13 @@ def count_parameters(model: Any) -> ParamCounts:
     return ParamCounts(total=total, nonembedding=total - embedding)
 
 
-def load_model(checkpoint: Checkpoint, dtype: str, device: str, trust_remote_code: bool, allow_pickle: bool):
-    """Load tokenizer and model; return (model, tokenizer). Raises ModelLoadError with the cause."""
+def load_model(checkpoint: Checkpoint, dtype: str, device: str, trust_remote_code: bool, allow_pickle: bool,
+               device_map: str | None = None):
+    """Load tokenizer and model; return (model, tokenizer). Raises ModelLoadError with the cause.
+
+    `device_map="auto"` (a replica holding several GPUs) lets accelerate spread the layers over
+    every visible GPU; it only applies on CUDA; on a CPU the model is loaded whole.
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -91,12 +96,14 @@ def load_model(checkpoint: Checkpoint, dtype: str, device: str, trust_remote_cod
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
     if checkpoint.revision:
         kwargs["revision"] = checkpoint.revision
+    spread = device_map is not None and device == "cuda"
     try:
         tokenizer = AutoTokenizer.from_pretrained(checkpoint.source, **kwargs)
         torch_dtype = getattr(torch, _TORCH_DTYPES[dtype]) if dtype in _TORCH_DTYPES else (
             torch.float32 if device == "cpu" else "auto")
         model = AutoModelForCausalLM.from_pretrained(
-            checkpoint.source, dtype=torch_dtype, use_safetensors=not allow_pickle, **kwargs)
+            checkpoint.source, dtype=torch_dtype, use_safetensors=not allow_pickle,
+            **({"device_map": device_map} if spread else {}), **kwargs)
     except Exception as exc:  # noqa: BLE001 - any loader failure is reported per model
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"{checkpoint.source}@{checkpoint.revision or 'main'}: {first}") from exc
@@ -105,7 +112,8 @@ def load_model(checkpoint: Checkpoint, dtype: str, device: str, trust_remote_cod
             raise ModelLoadError(f"{checkpoint.source}: tokenizer has neither pad nor eos token; "
                                  f"add one to tokenizer_config.json")
         tokenizer.pad_token = tokenizer.eos_token
-    model.to(device)
+    if not spread:
+        model.to(device)  # a spread model is already placed, layer by layer
     model.eval()
     return model, tokenizer
 
@@ -132,9 +140,11 @@ class Scorer:
     """
 
     def __init__(self, checkpoint: Checkpoint, dtype: str, device: str, backend: str,
-                 batch_size: int, trust_remote_code: bool = False, allow_pickle: bool = False) -> None:
+                 batch_size: int, trust_remote_code: bool = False, allow_pickle: bool = False,
+                 device_map: str | None = None) -> None:
         self.device = resolve_device(device)
-        self.model, self.tokenizer = load_model(checkpoint, dtype, self.device, trust_remote_code, allow_pickle)
+        self.model, self.tokenizer = load_model(checkpoint, dtype, self.device, trust_remote_code, allow_pickle,
+                                                device_map)
         self.params = count_parameters(self.model)
         self.lm = make_lm(backend, self.model, self.tokenizer, self.device, batch_size)
 

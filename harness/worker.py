@@ -8,6 +8,7 @@ fails its own shards without looking like a dead node.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import Any
 
@@ -20,6 +21,17 @@ def _is_out_of_memory(exc: BaseException) -> bool:
     return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
 
 
+def _assigned_resources() -> dict[str, float] | None:
+    """What Ray granted this actor (CPU, GPU fractions), or None outside Ray."""
+    ray = sys.modules.get("ray")  # inside an actor Ray is loaded; elsewhere, do not import it
+    try:
+        if ray is None or not ray.is_initialized():
+            return None
+        return {k: float(v) for k, v in ray.get_runtime_context().get_assigned_resources().items()}
+    except Exception:  # noqa: BLE001 - informative only
+        return None
+
+
 class ShardWorker:
     """Holds one model; `score` turns a list of Instances into request rows.
 
@@ -30,7 +42,7 @@ class ShardWorker:
 
     def __init__(self, checkpoint: Checkpoint, dtype: str, device: str, backend: str,
                  batch_size: int, threads: int | None = None, trust_remote_code: bool = False,
-                 allow_pickle: bool = False) -> None:
+                 allow_pickle: bool = False, num_gpus: float = 0.0) -> None:
         if threads:
             import torch
 
@@ -42,6 +54,8 @@ class ShardWorker:
 
         quiet_libraries()
         self._args = (checkpoint, dtype, device, backend, trust_remote_code, allow_pickle)
+        # A replica that holds more than one GPU spreads its layers over them (device_map="auto").
+        self.device_map = "auto" if num_gpus > 1 else None
         self.batch_size = batch_size
         self.load_error: str | None = None
         self.scorer: Scorer | None = None
@@ -54,14 +68,15 @@ class ShardWorker:
 
     def _load(self, batch_size: int) -> Scorer:
         checkpoint, dtype, device, backend, trust, pickle_ok = self._args
-        return Scorer(checkpoint, dtype, device, backend, batch_size, trust, pickle_ok)
+        return Scorer(checkpoint, dtype, device, backend, batch_size, trust, pickle_ok, self.device_map)
 
     def info(self) -> dict[str, Any]:
         if self.scorer is None:
             return {"error": self.load_error}
         params = self.scorer.params
         return {"n_params": params.total, "n_params_nonembedding": params.nonembedding,
-                "device": self.scorer.device, "load_seconds": self.load_seconds, "pid": os.getpid()}
+                "device": self.scorer.device, "load_seconds": self.load_seconds, "pid": os.getpid(),
+                "resources": _assigned_resources()}
 
     def score(self, instances: list) -> dict[str, Any]:
         """Score one shard. Returns a dict with status done | load_error | failed."""
