@@ -173,7 +173,7 @@ class Driver:
         models = {s.replica.key for s in pending}
         if self.sweep.device == "cpu" or ray.cluster_resources().get("GPU", 0) <= 0:
             return cpu_layout(models, self.sweep.workers)
-        memory = self.gpu_memory_bytes or probe_gpu_memory_bytes()
+        memory = self.gpu_memory_bytes = self.gpu_memory_bytes or probe_gpu_memory_bytes()
         cluster = ClusterResources.from_ray_nodes(ray.nodes(), memory)
         costs = replica_costs(((s.replica.key, s.replica.n_params_estimate, s.replica.spec.dtype, s.est_tokens)
                                for s in pending), self.sweep.batch_size, memory)
@@ -362,7 +362,8 @@ class Driver:
             "n_params": result["n_params"], "n_params_nonembedding": result["n_params_nonembedding"],
             "tokens_trained": shard.replica.tokens_trained, "device": result["device"],
             "trust_remote_code": shard.replica.spec.trust_remote_code,
-            "num_gpus": actor.spec.num_gpus, "num_cpus": actor.spec.num_cpus}
+            "num_gpus": actor.spec.num_gpus, "num_cpus": actor.spec.num_cpus,
+            "resources": result.get("resources")}
         self.state.outcomes[shard.key] = ShardOutcome("done", result["seconds"], self.attempts[shard.key],
                                                       None, actor.index)
         self.progress.update(shard.replica.key, shard.n_requests)
