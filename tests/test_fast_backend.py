@@ -114,3 +114,17 @@ def test_generation_matches_hflm_with_stop_strings(backends):
     cut = got[: len(uncut)]
     assert any(len(c) < len(u) and u.startswith(c) for c, u in zip(cut, uncut, strict=True))
     assert all(not any(s in c for s in stops) for c in cut)
+
+
+@pytest.mark.gpu
+def test_matches_hflm_on_cuda_in_fp32(tokenizer):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    model = make_llama(tokenizer, max_len=MAX_LEN, init=0.1).to("cuda")
+    hf = HFLM(pretrained=model, tokenizer=tokenizer, device="cuda", batch_size=3)
+    fast = FastLM(model, tokenizer, device="cuda", batch_size=5)
+    reqs = _multiple_choice()
+    want, got = hf.loglikelihood(reqs, disable_tqdm=True), fast.loglikelihood(reqs, disable_tqdm=True)
+    assert max(abs(a - b) for (a, _), (b, _) in zip(want, got, strict=True)) < 1e-3  # TF32 matmuls on GPU
+    gens = _gen_requests([" a", "e", "o", "\n"], 20)
+    assert fast.generate_until(gens, disable_tqdm=True) == hf.generate_until(gens, disable_tqdm=True)
