@@ -41,7 +41,7 @@ _PROCESSOR_SETTINGS = {
     "repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "bad_words_ids": None, "forced_bos_token_id": None,
     "forced_eos_token_id": None, "suppress_tokens": None, "begin_suppress_tokens": None, "min_length": 0,
     "min_new_tokens": None, "sequence_bias": None, "encoder_repetition_penalty": 1.0,
-    "exponential_decay_length_penalty": None,
+    "exponential_decay_length_penalty": None, "guidance_scale": None,
 }
 
 
@@ -76,6 +76,8 @@ class FastLM(HFLM):
         """[(sum of log-probs, is greedy)] for (key, context tokens, continuation tokens) requests."""
         if not requests:
             return []
+        if self.backend != "causal":  # encoder-decoder models keep HFLM's path
+            return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm, override_bs=override_bs)
         scored = [split_request(ctx, cont, self.max_length) for _, ctx, cont in requests]
         logprob, wrong = _score(self._parts, scored, self.max_length, self.batch_size, self._pad_id(), self.device)
         out = [(float(lp), bool(w == 0)) for lp, w in zip(logprob.tolist(), wrong.tolist(), strict=True)]
