@@ -14,7 +14,9 @@ def register(subparsers) -> None:
     build.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                        help="cpu trains the committed ladder; cuda trains a larger one with the same recipe")
     build.add_argument("--seed", type=int, default=0, help="seed of weights and data order (default: 0)")
-    build.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    build.add_argument("--workers", type=int, default=2,
+                       help="sizes trained in parallel processes on CPU, one thread each (default: 2)")
+    build.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: 1 with workers)")
     build.set_defaults(func=_build)
 
     listing = verbs.add_parser("list", help="show the checkpoints of a ladder folder")
@@ -25,7 +27,7 @@ def register(subparsers) -> None:
 def _build(args: argparse.Namespace) -> int:
     from harness.zoo import build
 
-    build(args.out, device=args.device, seed=args.seed, threads=args.threads)
+    build(args.out, device=args.device, seed=args.seed, threads=args.threads, workers=args.workers)
     return 0
 
 
