@@ -11,54 +11,32 @@ written twice because a key is written by whoever finishes it first and skipped 
 Faults: the driver keeps its own account of the live cluster (`ResourcePool` over `ray.nodes()`,
 re-read every few seconds and whenever a worker dies). A replica is started only where the
 account says it fits, so after a node dies the run shrinks to what is left instead of waiting
-on replicas Ray cannot place, and grows again when nodes join. A replica that never comes up,
-or a shard that runs past `shard_timeout_s`, is killed and its shard retried, up to
-`max_attempts` times.
+on replicas Ray cannot place, and grows again when nodes join. A shard's clock starts when its
+replica has loaded the model; one that runs past `shard_timeout_s` is killed with its replica
+and retried, up to `max_attempts` times. A replica that never comes up (its node died, Ray
+cannot place it, its constructor crashed) gives its shard back without an attempt counted; a
+model none of whose replicas comes up in `max_attempts` tries fails its shards with the reason.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness import ray_cluster
 from harness.layout import Layout, cpu_layout, gpu_layout, replica_costs, shard_cost
-from harness.plan import Plan, Shard, shard_file
+from harness.plan import Plan, Shard
 from harness.progress import Progress
-from harness.resources import ClusterResources, ReplicaSpec, ResourcePool
-from harness.results import REQUESTS_SCHEMA, table_from_rows, write_atomic
+from harness.resources import ReplicaSpec, ResourcePool
+from harness.run_state import RunState, ShardOutcome, replica_record, write_shard
 from harness.schedule import ShardQueue, WorkItem, choose_model
 
+__all__ = ["Driver", "RunState", "ShardOutcome", "default_worker_class"]
+
 REFRESH_S = 2.0  # how often the live cluster is re-read (nodes that joined or died)
-# GPU memory when it cannot be measured (logical GPUs, no CUDA in the probe): a small card's.
-ASSUMED_GPU_MEMORY_BYTES = 16 * 10**9
-
-
-@dataclass
-class ShardOutcome:
-    status: str  # done | reused | failed | interrupted
-    seconds: float = 0.0
-    attempts: int = 0
-    error: str | None = None
-    worker: int | None = None
-
-
-@dataclass
-class RunState:
-    """What the driver learned: per-shard outcomes, measured parameters, busy time, events."""
-
-    outcomes: dict[str, ShardOutcome] = field(default_factory=dict)
-    replicas: dict[str, dict] = field(default_factory=dict)
-    busy_seconds: float = 0.0
-    scoring_started: float | None = None
-    scoring_ended: float | None = None
-    slots: int = 0
-    resources: dict = field(default_factory=dict)
-    # Faults and resizes as they happened: {"t": seconds since scoring started, "event": ..., ...}.
-    events: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -74,39 +52,6 @@ class _Actor:
     ready_at: float | None = None  # when its constructor finished (weights loaded)
     shard: Shard | None = None
     dispatched: float = 0.0
-
-    def running_since(self) -> float | None:
-        """When the current shard's clock started: loading time is not the shard's."""
-        return max(self.dispatched, self.ready_at) if self.ready_at is not None else None
-
-
-def start_ray(address: str | None, workers: int | None) -> None:
-    """Connect to a cluster, or start a local instance with `workers` (default: all) CPUs."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
-
-
-def probe_gpu_memory_bytes(timeout_s: float = 120.0) -> int:
-    """Memory of one GPU, measured by a task on a GPU node (Ray does not report it)."""
-    import ray
-
-    @ray.remote(num_gpus=1, num_cpus=0)
-    def total_memory() -> int | None:
-        import torch
-
-        return torch.cuda.get_device_properties(0).total_memory if torch.cuda.is_available() else None
-
-    try:
-        measured = ray.get(total_memory.remote(), timeout=timeout_s)
-    except Exception:  # noqa: BLE001 - any failure: plan with the conservative figure
-        measured = None
-    return int(measured) if measured else ASSUMED_GPU_MEMORY_BYTES
 
 
 def default_worker_class() -> type:
@@ -142,13 +87,27 @@ class Driver:
     def execute(self, pending: list[Shard]) -> RunState:
         import ray
 
-        start_ray(self.sweep.address, self.sweep.workers)
-        self.state.resources = {k: float(v) for k, v in ray.cluster_resources().items()}
-        self.layout = self._make_layout(pending)
-        self.remote_cls = ray.remote(max_restarts=0)(self.worker_cls or default_worker_class())
+        ray_cluster.start_ray(self.sweep.address, self.sweep.workers)
+        asked = ray_cluster.wants_gpus_from_autoscaler(self.sweep.address, self.sweep.device,
+                                                       ray_cluster.cluster_gpus())
+        try:
+            if asked:
+                ray_cluster.request_gpus(self.sweep.workers or len({s.replica.key for s in pending}))
+                ray_cluster.wait_for_gpus(self.sweep.shard_timeout_s)
+            self.state.resources = {k: float(v) for k, v in ray.cluster_resources().items()}
+            self.layout = self._make_layout(pending)
+            self.remote_cls = ray.remote(max_restarts=0)(self.worker_cls or default_worker_class())
+            self._run(pending)
+        finally:
+            if asked:
+                ray_cluster.release_request()
+        return self.state
+
+    def _run(self, pending: list[Shard]) -> None:
         self.by_key = {s.key: s for s in pending}
         self.queue = ShardQueue(_item(s) for s in pending)
         self.attempts: Counter = Counter()
+        self.start_failures: Counter = Counter()  # per model: replicas that never came up
         self.actors: dict[int, _Actor] = {}
         self.waiting: dict[Any, tuple[str, _Actor]] = {}  # object ref -> ("ready" | "shard", actor)
         self.stalled_since: float | None = None
@@ -165,19 +124,15 @@ class Driver:
             self.state.scoring_ended = time.monotonic()
             for actor in list(self.actors.values()):
                 self._stop(actor)
-        return self.state
 
     def _make_layout(self, pending: list[Shard]) -> Layout:
-        import ray
-
         models = {s.replica.key for s in pending}
-        if self.sweep.device == "cpu" or ray.cluster_resources().get("GPU", 0) <= 0:
+        if self.sweep.device == "cpu" or ray_cluster.cluster_gpus() <= 0:
             return cpu_layout(models, self.sweep.workers)
-        memory = self.gpu_memory_bytes = self.gpu_memory_bytes or probe_gpu_memory_bytes()
-        cluster = ClusterResources.from_ray_nodes(ray.nodes(), memory)
+        memory = self.gpu_memory_bytes = self.gpu_memory_bytes or ray_cluster.probe_gpu_memory_bytes()
         costs = replica_costs(((s.replica.key, s.replica.n_params_estimate, s.replica.spec.dtype, s.est_tokens)
                                for s in pending), self.sweep.batch_size, memory)
-        return gpu_layout(costs, cluster, self.sweep.workers)
+        return gpu_layout(costs, ray_cluster.live_cluster(memory), self.sweep.workers)
 
     def _event(self, event: str, **details: Any) -> None:
         self.state.events.append({"t": round(time.monotonic() - (self.state.scoring_started or 0.0), 3),
@@ -209,28 +164,24 @@ class Driver:
     def _refresh(self) -> None:
         """Rebuild the account of free resources from the live nodes and the replicas we hold.
 
-        Replicas that answered come first (they run, whatever the account says); one that has
-        not come up and no longer fits is waiting on a node that died: it is stopped and its
-        shard, which never ran, goes back without counting an attempt.
+        Replicas that came up are counted first (they run, whatever the account says); one that
+        has not come up and no longer fits waits on a node that died: it is stopped and its
+        shard, which never ran, goes back to the queue.
         """
-        import ray
-
-        memory = self.gpu_memory_bytes or ASSUMED_GPU_MEMORY_BYTES
-        self.pool = ResourcePool(ClusterResources.from_ray_nodes(ray.nodes(), memory))
+        memory = self.gpu_memory_bytes or ray_cluster.ASSUMED_GPU_MEMORY_BYTES
+        self.pool = ResourcePool(ray_cluster.live_cluster(memory))
         self.refreshed = time.monotonic()
         for actor in sorted(self.actors.values(), key=lambda a: (a.ready_at is None, a.index)):
             actor.where = self.pool.allocate(actor.spec)
             if actor.where is None and actor.ready_at is None:
-                shard = self._stop(actor)
+                self._requeue(self._stop(actor))
                 self._event("replica_unplaceable", worker=actor.index, model=actor.model)
-                if shard is not None:
-                    self.queue.push(_item(shard))
 
     def _dispatch_idle(self) -> None:
         """Idle replicas take their model's longest queued shard, or are released so that the
         models still working can grow."""
         for actor in list(self.actors.values()):
-            if actor.shard is None:
+            if actor.ready_at is not None and actor.shard is None:
                 if self.queue.queued(actor.model):
                     self._give(actor)
                 else:
@@ -260,10 +211,9 @@ class Driver:
             return
         for model in list(self.queue.queued_cost()):
             spec = self.layout.specs[model]
-            reason = (f"no node could start a replica (num_gpus={spec.num_gpus:g}, num_cpus={spec.num_cpus:g}) "
-                      f"for {self.sweep.shard_timeout_s:g} s; add nodes or GPU memory")
-            while (item := self.queue.pop(model)) is not None:
-                self._mark_failed(self.by_key[item.key], reason, self.attempts[item.key])
+            self._fail_model(model, f"no node could start a replica (num_gpus={spec.num_gpus:g}, "
+                                    f"num_cpus={spec.num_cpus:g}) for {self.sweep.shard_timeout_s:g} s; "
+                                    "add nodes or GPU memory")
 
     # -- replicas ---------------------------------------------------------------------------
     def _start(self, model: str) -> _Actor:
@@ -279,10 +229,19 @@ class Driver:
         index = min(set(range(len(self.actors) + 1)) - set(self.actors))
         actor = _Actor(index, model, spec, handle, time.monotonic(), self.pool.allocate(spec))
         self.actors[index] = actor
-        self.waiting[handle.info.remote()] = ("ready", actor)
+        self.waiting[handle.info.remote()] = ("ready", actor)  # answers once the model is loaded
         self.state.slots = max(self.state.slots, len(self.actors))
-        self._give(actor)  # queued behind the constructor: no round trip lost
+        # The first replicas of a model get a shard at once, queued behind the constructor. Later
+        # ones wait until they are up: a replica that is already working should not see a shard
+        # sit on one that may be loading for minutes, or waiting for a node that died.
+        if not any(a.ready_at is not None for a in self.actors.values() if a.model == model):
+            self._give(actor)
         return actor
+
+    def _requeue(self, shard: Shard | None) -> None:
+        """A shard that never ran goes back without counting an attempt."""
+        if shard is not None:
+            self.queue.push(_item(shard))
 
     def _give(self, actor: _Actor) -> None:
         item = self.queue.pop(actor.model)
@@ -312,21 +271,47 @@ class Driver:
         from ray.exceptions import RayActorError
 
         try:
-            ray.get(ref)
+            info = ray.get(ref)
         except RayActorError as exc:
             self._lose(actor, exc)
             return
         actor.ready_at = time.monotonic()
+        if info.get("error"):  # the model did not load: every shard of it fails, the rest go on
+            error = f"model failed to load: {info['error']}"
+            shard = self._stop(actor)
+            if shard is not None:
+                self.attempts[shard.key] += 1
+                self._mark_failed(shard, error, self.attempts[shard.key])
+            self._fail_model(actor.model, error)
+            return
+        self._event("replica_ready", worker=actor.index, model=actor.model,
+                    load_s=round(actor.ready_at - actor.started, 3))
+        if actor.shard is not None:
+            actor.dispatched = actor.ready_at  # the shard's clock starts now, loading was not its time
+        elif self.queue.queued(actor.model):
+            self._give(actor)
+        else:
+            self._stop(actor)
 
     def _lose(self, actor: _Actor, exc: BaseException) -> None:
-        """The replica (or its node) died: its shard goes back and the cluster is re-read."""
+        """The replica (or its node) died: its shard goes back and the cluster is re-read. A
+        model whose replicas keep dying before they come up fails after `max_attempts`."""
         shard = self._stop(actor)
+        reason = f"worker lost: {_first_line(exc)}"
         self._event("worker_lost", worker=actor.index, model=actor.model, error=type(exc).__name__,
                     shard=shard.key if shard else None)
-        if shard is not None:
+        if actor.ready_at is None:
+            self._requeue(shard)
+            self._start_failed(actor.model, reason)
+        elif shard is not None:
             self.attempts[shard.key] += 1
-            self._retry_or_fail(shard, f"worker lost: {type(exc).__name__}")
+            self._retry_or_fail(shard, reason)
         self._refresh()
+
+    def _start_failed(self, model: str, reason: str) -> None:
+        self.start_failures[model] += 1
+        if self.start_failures[model] >= self.sweep.max_attempts:
+            self._fail_model(model, f"no replica started in {self.start_failures[model]} tries; last: {reason}")
 
     # -- completion -----------------------------------------------------------------------
     def _finish(self, ref, actor: _Actor) -> None:
@@ -343,8 +328,9 @@ class Driver:
         shard, actor.shard = actor.shard, None
         self.attempts[shard.key] += 1
         if result["status"] == "load_error":
-            self._fail_replica(shard, result["error"])
             self._stop(actor)
+            self._mark_failed(shard, f"model failed to load: {result['error']}", self.attempts[shard.key])
+            self._fail_model(shard.replica.key, f"model failed to load: {result['error']}")
             return
         if result["status"] == "failed":
             if result.get("retry"):
@@ -352,30 +338,13 @@ class Driver:
             else:
                 self._mark_failed(shard, result["error"], self.attempts[shard.key])
             return
-        self._write(shard, result["rows"])
-        self._record(shard, actor, result)
-
-    def _record(self, shard: Shard, actor: _Actor, result: dict) -> None:
+        write_shard(self.run_dir, shard, result["rows"])
         self.state.busy_seconds += result["seconds"]
-        self.state.replicas[shard.replica.key] = {
-            "model": shard.replica.name, "revision": shard.replica.revision,
-            "n_params": result["n_params"], "n_params_nonembedding": result["n_params_nonembedding"],
-            "tokens_trained": shard.replica.tokens_trained, "device": result["device"],
-            "trust_remote_code": shard.replica.spec.trust_remote_code,
-            "num_gpus": actor.spec.num_gpus, "num_cpus": actor.spec.num_cpus,
-            "resources": result.get("resources")}
+        self.state.replicas[shard.replica.key] = replica_record(shard, actor.spec, result)
         self.state.outcomes[shard.key] = ShardOutcome("done", result["seconds"], self.attempts[shard.key],
                                                       None, actor.index)
         self.progress.update(shard.replica.key, shard.n_requests)
         self.on_shard_done()
-
-    def _write(self, shard: Shard, rows: list[dict]) -> None:
-        full = []
-        for inst, row in zip(shard.instances, rows, strict=True):
-            full.append({"model": shard.replica.name, "revision": shard.replica.revision,
-                         "task": shard.task, "doc_id": inst.doc_id, "request_idx": inst.idx,
-                         "request_type": inst.request_type, "shard": shard.key, **row})
-        write_atomic(table_from_rows(full, REQUESTS_SCHEMA), shard_file(self.run_dir, shard))
 
     def _retry_or_fail(self, shard: Shard, error: str) -> None:
         attempts = self.attempts[shard.key]
@@ -389,27 +358,30 @@ class Driver:
         self.progress.update(shard.replica.key, shard.n_requests, failed=True)
         self.on_shard_done()
 
-    def _fail_replica(self, shard: Shard, error: str) -> None:
-        """A model that cannot load: this shard and all its queued shards fail; others go on."""
-        self._mark_failed(shard, f"model failed to load: {error}", self.attempts[shard.key])
-        while (item := self.queue.pop(shard.replica.key)) is not None:
-            self._mark_failed(self.by_key[item.key], f"model failed to load: {error}", 0)
+    def _fail_model(self, model: str, error: str) -> None:
+        """Every queued shard of `model` fails with `error`; other models go on."""
+        while (item := self.queue.pop(model)) is not None:
+            self._mark_failed(self.by_key[item.key], error, self.attempts[item.key])
 
     def _check_timeouts(self) -> None:
         """Kill replicas whose shard ran past the timeout (a hung forward pass cannot be
-        interrupted) or that never came up; the shard counts an attempt and is retried."""
+        interrupted: the shard counts an attempt and is retried), and replicas that did not
+        come up within it (their shard goes back; their model counts a failed start)."""
         now, limit = time.monotonic(), self.sweep.shard_timeout_s
         for actor in list(self.actors.values()):
-            if actor.shard is None:
-                continue
-            since = actor.running_since()
-            if since is None and now - actor.started > limit:
-                error = f"worker did not start within {limit:g} s"
-            elif since is not None and now - since > limit:
+            if actor.ready_at is None and now - actor.started > limit:
+                self._requeue(self._stop(actor))
+                self._event("start_timeout", worker=actor.index, model=actor.model)
+                self._start_failed(actor.model, f"replica did not start within {limit:g} s")
+            elif actor.shard is not None and now - actor.dispatched > limit:
+                shard = self._stop(actor)
                 error = f"timed out after {limit:g} s"
-            else:
-                continue
-            shard = self._stop(actor)
-            self._event("shard_timeout", worker=actor.index, model=actor.model, shard=shard.key, error=error)
-            self.attempts[shard.key] += 1
-            self._retry_or_fail(shard, error)
+                self._event("shard_timeout", worker=actor.index, model=actor.model, shard=shard.key)
+                self.attempts[shard.key] += 1
+                self._retry_or_fail(shard, error)
+
+
+def _first_line(exc: BaseException) -> str:
+    """A one-line reason from a Ray exception (their messages run to dozens of lines)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

@@ -9,12 +9,15 @@ from collections import Counter
 
 import pytest
 
+from harness import ray_cluster
 from harness.config import sweep_from_mapping
 from harness.driver import Driver, RunState
+from harness.errors import UserError
 from harness.layout import ASSUMED_N_PARAMS, cpu_layout, gpu_layout, replica_costs
 from harness.placement import replica_memory_bytes
 from harness.plan import build_plan
 from harness.progress import Progress
+from harness.ray_cluster import wants_gpus_from_autoscaler
 from harness.resources import ClusterResources
 
 GB = 10**9
@@ -87,3 +90,18 @@ def _raw(sweep) -> dict:
     return {"models": [{"path": m.path, "n_params": m.n_params} for m in sweep.models],
             "tasks": [t.name for t in sweep.tasks], "include_path": list(sweep.include_path),
             "limit": sweep.limit, "docs_per_shard": sweep.docs_per_shard, "batch_size": sweep.batch_size}
+
+
+def test_gpus_are_asked_of_an_autoscaler_only_on_a_joined_cluster_that_insists_on_cuda():
+    assert wants_gpus_from_autoscaler("auto", "cuda", gpus_now=0)
+    assert not wants_gpus_from_autoscaler(None, "cuda", gpus_now=0)  # a local instance we started
+    assert not wants_gpus_from_autoscaler("auto", "auto", gpus_now=0)  # CPUs are fine for this sweep
+    assert not wants_gpus_from_autoscaler("auto", "cuda", gpus_now=8)  # GPUs are there already
+
+
+def test_waiting_for_gpus_that_never_come_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(ray_cluster, "cluster_gpus", lambda: 0.0)
+    with pytest.raises(UserError, match="no GPU joined the cluster within 0 s.*device: cpu"):
+        ray_cluster.wait_for_gpus(0.0, poll_s=0.0, log=lambda _: None)
+    monkeypatch.setattr(ray_cluster, "cluster_gpus", lambda: 4.0)
+    assert ray_cluster.wait_for_gpus(0.0, log=lambda _: None) == 4.0
