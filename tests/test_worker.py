@@ -82,3 +82,16 @@ def test_pickle_only_checkpoint_is_refused(tmp_path):
     check_weights_format(checkpoint, allow_pickle=True)
     worker = ShardWorker(checkpoint, "float32", "cpu", "hf", batch_size=1)
     assert worker.score([])["status"] == "load_error"
+
+
+def test_multi_gpu_replica_still_loads_on_the_cpu_without_cuda(tiny_world, shard_instances):
+    # A replica holding 2 GPUs asks for device_map="auto"; with no CUDA visible (this machine, or
+    # Ray's logical GPUs) the model loads whole on the CPU and scores as usual.
+    checkpoint = ladder.resolve(str(tiny_world["small"]), None)
+    worker = ShardWorker(checkpoint, "float32", "auto", "hf", batch_size=4, threads=1, num_gpus=2)
+    assert worker.device_map == "auto" and worker.scorer.device == "cpu"
+    assert {p.device.type for p in worker.scorer.model.parameters()} == {"cpu"}
+    info = worker.info()
+    assert not info["resources"]  # outside Ray nothing was granted
+    assert worker.score(shard_instances[:2])["status"] == "done"
+    assert ShardWorker(checkpoint, "float32", "cpu", "hf", batch_size=4, num_gpus=0.25).device_map is None
