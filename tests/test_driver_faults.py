@@ -12,6 +12,7 @@ import io
 import json
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -19,7 +20,9 @@ import pytest
 
 from harness import driver as driver_module
 from harness.config import sweep_from_mapping
+from harness.driver import Driver, RunState
 from harness.plan import build_plan
+from harness.progress import Progress
 from harness.run import run_sweep
 from harness.scoring import ParamCounts
 from harness.worker import ShardWorker
@@ -197,3 +200,35 @@ def test_hung_and_failing_shards_are_retried_then_failed(tiny_world, tmp_path, m
     assert set(scores.task) == {"tiny_ppl"}  # tiny_mc is incomplete: no partial score
     assert elapsed < 90, f"the run took {elapsed:.0f} s"
     print(f"\nhung/failing shards: run finished in {elapsed:.1f} s")
+
+
+def test_a_replica_ray_cannot_place_does_not_stall_the_run(tiny_world, tmp_path):
+    # Another job holds the only CPU: the driver's account (from ray.nodes()) says a replica fits,
+    # Ray keeps it pending. It must time out, be retried, and fail its model with the reason.
+    import ray
+
+    sweep = _sweep(tiny_world, tmp_path / "run", tasks=["tiny_mc"], limit=2, shard_timeout_s=1.5, max_attempts=2)
+    plan = build_plan(sweep)
+    progress = Progress(Counter(s.replica.key for s in plan.shards), 0, stream=io.StringIO())
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+
+        @ray.remote(num_cpus=1)
+        class Squatter:
+            def ping(self) -> bool:
+                return True
+
+        squatter = Squatter.remote()
+        assert ray.get(squatter.ping.remote())
+        started = time.monotonic()
+        state = Driver(plan, tmp_path / "run", progress, RunState(),
+                       worker_cls=_fake_worker(tmp_path)).execute(plan.shards)
+        elapsed = time.monotonic() - started
+    finally:
+        ray.shutdown()
+    outcomes = list(state.outcomes.values())
+    assert len(outcomes) == 2 and all(o.status == "failed" for o in outcomes)
+    assert all("no replica started in 2 tries" in o.error and "did not start within 1.5 s" in o.error
+               for o in outcomes)
+    assert [e["event"] for e in state.events] == ["start_timeout", "start_timeout"]
+    assert elapsed < 30, f"{elapsed:.0f} s"
