@@ -37,6 +37,9 @@ from harness.schedule import ShardQueue, WorkItem, choose_model
 __all__ = ["Driver", "RunState", "ShardOutcome", "default_worker_class"]
 
 REFRESH_S = 2.0  # how often the live cluster is re-read (nodes that joined or died)
+# A replica may take this long to come up whatever `shard_timeout_s` says: a 12B checkpoint
+# downloaded from a hub can take many minutes, and a short shard timeout is about hangs.
+START_TIMEOUT_FLOOR_S = 900.0
 
 
 @dataclass
@@ -68,12 +71,13 @@ class Driver:
     """Runs the pending shards of a plan on Ray and writes each finished shard at once.
 
     `worker_cls` is the actor's class (default `ShardWorker`; tests pass subclasses that hang or
-    fail); `gpu_memory_bytes` overrides the measured memory of one GPU.
+    fail); `gpu_memory_bytes` overrides the measured memory of one GPU; `start_timeout_s` is how
+    long a replica may take to load (default: the shard timeout, at least 15 minutes).
     """
 
     def __init__(self, plan: Plan, run_dir: Path, progress: Progress, state: RunState,
                  on_shard_done=None, *, worker_cls: type | None = None,
-                 gpu_memory_bytes: int | None = None) -> None:
+                 gpu_memory_bytes: int | None = None, start_timeout_s: float | None = None) -> None:
         self.plan = plan
         self.sweep = plan.sweep
         self.run_dir = run_dir
@@ -83,6 +87,7 @@ class Driver:
         self.replicas = {r.key: r for r in plan.replicas}
         self.worker_cls = worker_cls
         self.gpu_memory_bytes = gpu_memory_bytes
+        self.start_timeout_s = start_timeout_s or max(self.sweep.shard_timeout_s, START_TIMEOUT_FLOOR_S)
 
     def execute(self, pending: list[Shard]) -> RunState:
         import ray
@@ -200,19 +205,19 @@ class Driver:
 
     def _wait_for_capacity(self) -> None:
         """Nothing runs and nothing fits (every worker node gone, say): wait for nodes to join,
-        up to `shard_timeout_s`, then fail what is left with the reason."""
+        up to `start_timeout_s`, then fail what is left with the reason."""
         now = time.monotonic()
         if self.stalled_since is None:
             self.stalled_since = now
             self._event("no_capacity", queued=self.queue.queued())
-        if now - self.stalled_since <= self.sweep.shard_timeout_s:
+        if now - self.stalled_since <= self.start_timeout_s:
             time.sleep(0.5)
             self._refresh()
             return
         for model in list(self.queue.queued_cost()):
             spec = self.layout.specs[model]
             self._fail_model(model, f"no node could start a replica (num_gpus={spec.num_gpus:g}, "
-                                    f"num_cpus={spec.num_cpus:g}) for {self.sweep.shard_timeout_s:g} s; "
+                                    f"num_cpus={spec.num_cpus:g}) for {self.start_timeout_s:g} s; "
                                     "add nodes or GPU memory")
 
     # -- replicas ---------------------------------------------------------------------------
@@ -366,13 +371,13 @@ class Driver:
     def _check_timeouts(self) -> None:
         """Kill replicas whose shard ran past the timeout (a hung forward pass cannot be
         interrupted: the shard counts an attempt and is retried), and replicas that did not
-        come up within it (their shard goes back; their model counts a failed start)."""
+        come up in `start_timeout_s` (their shard goes back; their model counts a failed start)."""
         now, limit = time.monotonic(), self.sweep.shard_timeout_s
         for actor in list(self.actors.values()):
-            if actor.ready_at is None and now - actor.started > limit:
+            if actor.ready_at is None and now - actor.started > self.start_timeout_s:
                 self._requeue(self._stop(actor))
                 self._event("start_timeout", worker=actor.index, model=actor.model)
-                self._start_failed(actor.model, f"replica did not start within {limit:g} s")
+                self._start_failed(actor.model, f"replica did not start within {self.start_timeout_s:g} s")
             elif actor.shard is not None and now - actor.dispatched > limit:
                 shard = self._stop(actor)
                 error = f"timed out after {limit:g} s"

@@ -87,7 +87,7 @@ def _wait_for_files(out: Path, n: int, timeout_s: float = 120) -> None:
         time.sleep(0.05)
 
 
-def test_node_loss_mid_run_then_a_node_joins(tiny_world, tmp_path, cluster, monkeypatch):
+def test_node_loss_node_join_and_total_loss(tiny_world, tmp_path, cluster, monkeypatch):
     c, (_, doomed) = cluster
     reference = tmp_path / "undisturbed"
     assert run_sweep(_sweep(tiny_world, reference, address=c.address), analyze=False, stream=io.StringIO()) == 0
@@ -97,7 +97,7 @@ def test_node_loss_mid_run_then_a_node_joins(tiny_world, tmp_path, cluster, monk
     #    its health checks (~15 s): a replacement started meanwhile waits on a dead node's CPU
     #    and must give its shard back, or the run would stall for shard_timeout_s (an hour).
     out = tmp_path / "disturbed"
-    monkeypatch.setattr(driver_module, "default_worker_class", lambda: _slow_worker(0.4))
+    monkeypatch.setattr(driver_module, "default_worker_class", lambda: _slow_worker(0.25))
     started = time.time()
     runner, outcome = _run_in_thread(_sweep(tiny_world, out, address=c.address))
     _wait_for_files(out, 3)
@@ -122,7 +122,7 @@ def test_node_loss_mid_run_then_a_node_joins(tiny_world, tmp_path, cluster, monk
 
     # 2. A node joins mid-run: a replica starts on it (the cluster has one worker node now).
     grown = tmp_path / "grown"
-    monkeypatch.setattr(driver_module, "default_worker_class", lambda: _fake_worker(tmp_path, delay_s=0.3))
+    monkeypatch.setattr(driver_module, "default_worker_class", lambda: _fake_worker(tmp_path, delay_s=0.4))
     runner, outcome = _run_in_thread(_sweep(tiny_world, grown, address=c.address))
     _wait_for_files(grown, 1)
     c.add_node(num_cpus=1, node_ip_address="127.0.0.1")
@@ -137,6 +137,24 @@ def test_node_loss_mid_run_then_a_node_joins(tiny_world, tmp_path, cluster, monk
     first_new = min(mtime[e["key"]] for e in entries if e["worker"] not in before) - added
     print(f"node join: the new node's replica wrote its first shard {first_new:.2f} s after the node "
           f"was up; it wrote {sum(w not in before for w in after)} of {len(entries)} shards")
+
+    # 3. Every worker node goes: the driver waits for capacity instead of failing, and finishes
+    #    on the node that joins later.
+    gone = tmp_path / "gone"
+    monkeypatch.setattr(driver_module, "default_worker_class", lambda: _fake_worker(tmp_path, delay_s=0.1))
+    runner, outcome = _run_in_thread(_sweep(tiny_world, gone, address=c.address))
+    _wait_for_files(gone, 2)
+    for node in list(c.worker_nodes):
+        c.remove_node(node)
+    time.sleep(1.0)
+    c.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+    back = time.time()
+    runner.join(timeout=120)
+    assert outcome.get("rc") == 0, outcome
+    entries = json.loads((gone / "manifest.json").read_text())["shards"]
+    assert {e["status"] for e in entries} == {"done"} and any(e["attempts"] > 1 for e in entries)
+    resumed = min(p.stat().st_mtime for p in gone.rglob("requests/**/*.parquet") if p.stat().st_mtime > back)
+    print(f"all nodes lost: work resumed {resumed - back:.2f} s after a node came back")
 
 
 # -- hangs and failures ----------------------------------------------------------------------------
@@ -207,7 +225,7 @@ def test_a_replica_ray_cannot_place_does_not_stall_the_run(tiny_world, tmp_path)
     # Ray keeps it pending. It must time out, be retried, and fail its model with the reason.
     import ray
 
-    sweep = _sweep(tiny_world, tmp_path / "run", tasks=["tiny_mc"], limit=2, shard_timeout_s=1.5, max_attempts=2)
+    sweep = _sweep(tiny_world, tmp_path / "run", tasks=["tiny_mc"], limit=2, max_attempts=2)
     plan = build_plan(sweep)
     progress = Progress(Counter(s.replica.key for s in plan.shards), 0, stream=io.StringIO())
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
@@ -221,8 +239,8 @@ def test_a_replica_ray_cannot_place_does_not_stall_the_run(tiny_world, tmp_path)
         squatter = Squatter.remote()
         assert ray.get(squatter.ping.remote())
         started = time.monotonic()
-        state = Driver(plan, tmp_path / "run", progress, RunState(),
-                       worker_cls=_fake_worker(tmp_path)).execute(plan.shards)
+        state = Driver(plan, tmp_path / "run", progress, RunState(), worker_cls=_fake_worker(tmp_path),
+                       start_timeout_s=1.5).execute(plan.shards)
         elapsed = time.monotonic() - started
     finally:
         ray.shutdown()
