@@ -18,12 +18,14 @@ from dataclasses import dataclass
 
 from harness.placement import ModelCost, place, replica_load_s, replica_memory_bytes, shard_flops
 from harness.resources import ClusterResources, ReplicaSpec
+from harness.simulate import SimulationParams
 
 # A model whose size the plan does not know (a hub id without `n_params:` in the sweep) is
 # costed as a 1B model: only the relative costs matter to the scheduler, and 1B is mid-ladder.
 ASSUMED_N_PARAMS = 1_000_000_000
-# Effective FLOP/s of one GPU scoring with HF (a third of an A100's dense peak; see simulate.py).
-GPU_FLOPS = 100e12
+# Effective FLOP/s of one GPU scoring with HF: the simulator's assumption, so that `plan
+# --simulate` and the driver weigh loading time against work the same way.
+GPU_FLOPS = SimulationParams.gpu_flops
 
 
 @dataclass(frozen=True)
