@@ -187,11 +187,15 @@ def zoo_requests(mc_docs: int, ppl_docs: int, gen_docs: int):
 
     tasks = TaskManager(include_path=str(REPO / "tasks" / "zoo")).load(
         ["zoo_largest", "zoo_english", "zoo_arith_2d_add"])["tasks"]
+    from lm_eval.api.samplers import FirstNSampler
+
     out = {}
-    for kind, name, limit, shots in [("mc", "zoo_largest", mc_docs, 5), ("ppl", "zoo_english", ppl_docs, 0),
-                                     ("gen", "zoo_arith_2d_add", gen_docs, 3)]:
+    for kind, name, limit, shots in [("mc", "zoo_largest", mc_docs, 5), ("mc_first_n", "zoo_largest", mc_docs, 5),
+                                     ("ppl", "zoo_english", ppl_docs, 0), ("gen", "zoo_arith_2d_add", gen_docs, 3)]:
         task = tasks[name]
         task.set_config(key="num_fewshot", value=shots)
+        if kind == "mc_first_n":  # the same 5 examples in front of every item, as lm-eval does for MMLU
+            task.sampler = FirstNSampler(list(task.fewshot_docs()), rnd=None)
         task.set_fewshot_seed(1234)
         task.build_all_requests(limit=limit, rank=0, world_size=1)
         out[kind] = list(task.instances)
@@ -202,7 +206,8 @@ def workloads(args):
     """{kind: instances} and a sentence saying where they come from."""
     if args.workload == "zoo":
         return zoo_requests(args.mc_docs, args.ppl_docs, args.gen_docs), (
-            "the harness's tasks under tasks/zoo: mc = zoo_largest 5-shot (4 choices), ppl = zoo_english "
+            "the harness's tasks under tasks/zoo: mc = zoo_largest 5-shot (4 choices), mc_first_n = the same with "
+            "lm-eval's first_n few-shot sampler (one set of 5 examples for every item, as for MMLU), ppl = zoo_english "
             "(held-out documentation passages, rolling), gen = zoo_arith_2d_add 3-shot (until \\n, max 8 tokens)")
     return {"mc": mc_requests(args.mc_docs), "ppl": ppl_requests(args.ppl_docs), "gen": gen_requests(args.gen_docs)}, (
         "synthetic: mc = 5-shot 4-choice sentence completion, ppl = pydoc topics (<= 4000 chars), "
@@ -210,7 +215,7 @@ def workloads(args):
 
 
 def workload_tokens(lm, kind, reqs, outputs) -> int:
-    if kind == "mc":
+    if kind.startswith("mc"):
         return sum(len(c) + len(x) for c, x in (lm._encode_pair(*r.args) for r in reqs))
     if kind == "ppl":
         return sum(len(lm.tok_encode(r.args[0])) for r in reqs)
@@ -220,7 +225,7 @@ def workload_tokens(lm, kind, reqs, outputs) -> int:
 def run(lm, kind, reqs, device):
     _sync(device)
     t = time.perf_counter()
-    if kind == "mc":
+    if kind.startswith("mc"):
         out = lm.loglikelihood(reqs, disable_tqdm=True)
     elif kind == "ppl":
         out = lm.loglikelihood_rolling(reqs, disable_tqdm=True)
@@ -231,7 +236,7 @@ def run(lm, kind, reqs, device):
 
 
 def agreement(kind, a, b) -> str:
-    if kind == "mc":
+    if kind.startswith("mc"):
         d = max(abs(x[0] - y[0]) for x, y in zip(a, b))
         flags = sum(x[1] == y[1] for x, y in zip(a, b))
         return f"max abs diff {d:.1e} nats, greedy flags {flags}/{len(a)} equal"

@@ -38,23 +38,28 @@ def row_tensors(rows: Sequence[Row], pad_id: int, device: torch.device, mask: st
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     pos = torch.zeros((len(rows), width), dtype=torch.long)
     unit = torch.empty((len(rows), width), dtype=torch.long)
+    branch = torch.ones((len(rows), width), dtype=torch.long)
     part = torch.ones((len(rows), width), dtype=torch.long)
     for b, r in enumerate(rows):
         n = len(r.tokens)
         ids[b, :n] = torch.tensor(r.tokens)
         pos[b, :n] = torch.tensor(r.positions)
         unit[b, :n] = torch.tensor(r.unit)
+        branch[b, :n] = torch.tensor(r.branch)
         part[b, :n] = torch.tensor(r.part)
         # Padding: every pad position is a unit of its own that sees only itself, so no query row
         # is fully masked (that would give NaN in SDPA and leak through the values of later layers).
         unit[b, n:] = -1 - torch.arange(width - n)
-    if mask is None or all(len(set(r.unit)) == 1 and max(r.part) <= 1 for r in rows):
+    if mask is None or all(len(set(r.unit)) == 1 and max(r.part) <= 1 and max(r.branch) <= 1 for r in rows):
         # One request per row (prefix + one tail, or one tail): the model's own causal mask and
         # default positions are exact, and SDPA can take its faster is_causal path.
         return ids.to(device), None, None
     same_unit = unit[:, :, None] == unit[:, None, :]
     causal = torch.ones(width, width, dtype=torch.bool).tril()
-    visible = (part[:, None, :] == 0) | (part[:, :, None] == part[:, None, :])
+    # k is visible from q: a root token, or in q's branch and either a body token or in q's tail.
+    same_branch = branch[:, :, None] == branch[:, None, :]
+    in_body_or_own_tail = (part[:, None, :] == 0) | (part[:, :, None] == part[:, None, :])
+    visible = (branch[:, None, :] == 0) | (same_branch & in_body_or_own_tail)
     keep = (same_unit & causal & visible)[:, None]
     if mask == "float":
         keep = torch.zeros(keep.shape, dtype=dtype).masked_fill(~keep, torch.finfo(dtype).min)

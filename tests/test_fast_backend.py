@@ -57,6 +57,12 @@ def _multiple_choice() -> list[Instance]:
         for c, choice in enumerate(choices):
             reqs.append(Instance("loglikelihood", {}, (context, choice), c, metadata=("mc", doc, 1)))
     reqs.append(Instance("loglikelihood", {}, ("", "An empty context."), 0, metadata=("mc", 99, 1)))
+    # Items behind the same few-shot examples (lm-eval's first_n sampler): a root shared across items.
+    fixed = f"{sents[50]}.\n"
+    for doc in range(6):
+        for c, choice in enumerate([" yes", " no", f" {doc}", sents[51 + doc][:12]]):
+            reqs.append(Instance("loglikelihood", {}, (f"{fixed}Q{doc}: {sents[52 + doc][:25]}\nA:", choice), c,
+                                 metadata=("mc", 100 + doc, 1)))
     return reqs
 
 
@@ -76,7 +82,9 @@ def test_prefix_sharing_is_on_and_batch_size_does_not_matter(backends, tokenizer
     assert fast._parts.mask == "bool"  # the SDPA models here honour custom masks: sharing is really tested
     reqs = _multiple_choice()
     scored = [split_request(*fast._encode_pair(*r.args), MAX_LEN) for r in reqs if r.args[0]]
-    assert any(len(u.members) >= 3 for u in make_units(scored, 4 * MAX_LEN))  # some contexts are shared
+    units = make_units(scored, 4 * MAX_LEN)
+    assert any(len(u.members) >= 3 for u in units)  # some contexts are shared
+    assert any(len(u.branches) >= 2 for u in units)  # and some few-shot roots across items
     one = FastLM(model, tokenizer, device="cpu", batch_size=1).loglikelihood(reqs, disable_tqdm=True)
     many = fast.loglikelihood(reqs, disable_tqdm=True)
     assert [g for _, g in one] == [g for _, g in many]

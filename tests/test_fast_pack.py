@@ -31,14 +31,27 @@ def test_units_share_identical_prefixes_only():
     assert [len(u.members) for u in make_units(reqs, 64, share_prefixes=False)] == [1] * 5
 
 
+def test_units_share_a_common_root_between_different_prefixes():
+    shots = list(range(100, 120))  # the same 20 "few-shot" tokens in front of every item
+    reqs = [split_request(shots + [doc, doc + 1], [7, 8], 64) for doc in range(5)]
+    reqs.append(split_request(list(range(200, 230)), [7], 64))  # shares nothing
+    units = make_units(reqs, capacity=64, min_root=16)
+    shared = max(units, key=lambda u: len(u.branches))
+    assert shared.root == tuple(shots) and len(shared.branches) == 5
+    assert shared.length == 20 + 5 * (1 + 2)  # root once, then each item's body (1) and tail (2)
+    assert len(make_units(reqs, capacity=64, min_root=21)) == 6
+    assert all(u.length <= 30 or len(u.branches) == 1 for u in make_units(reqs, capacity=30, min_root=16))
+
+
 def test_rows_hold_every_target_once_and_respect_capacity():
     rng = random.Random(0)
     reqs = []
     for doc in range(30):
-        ctx = [rng.randrange(50) for _ in range(rng.randint(1, 40))]
+        ctx = [1] * 18 * (doc % 2) + [rng.randrange(50) for _ in range(rng.randint(1, 40))]
         for _ in range(rng.randint(1, 4)):
             reqs.append(split_request(ctx, [rng.randrange(50) for _ in range(rng.randint(1, 6))], 32))
     units = make_units(reqs, capacity=64)
+    assert any(len(u.branches) > 1 for u in units)
     rows = pack_rows(units, capacity=48)
     longest = max(u.length for u in units)
     assert all(len(r.tokens) <= max(48, longest) for r in rows)
