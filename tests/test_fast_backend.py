@@ -85,8 +85,9 @@ def test_prefix_sharing_is_on_and_batch_size_does_not_matter(backends, tokenizer
     units = make_units(scored, 4 * MAX_LEN)
     assert any(len(u.members) >= 3 for u in units)  # some contexts are shared
     assert any(len(u.branches) >= 2 for u in units)  # and some few-shot roots across items
-    one = FastLM(model, tokenizer, device="cpu", batch_size=1).loglikelihood(reqs, disable_tqdm=True)
-    many = fast.loglikelihood(reqs, disable_tqdm=True)
+    subset = reqs[::2]  # every other request: still shared contexts and roots, half the work
+    one = FastLM(model, tokenizer, device="cpu", batch_size=1).loglikelihood(subset, disable_tqdm=True)
+    many = fast.loglikelihood(subset, disable_tqdm=True)
     assert [g for _, g in one] == [g for _, g in many]
     assert max(abs(a - b) for (a, _), (b, _) in zip(one, many, strict=True)) < 1e-5
 
@@ -118,7 +119,7 @@ def test_generation_matches_hflm_with_stop_strings(backends):
     got = fast.generate_until(reqs, disable_tqdm=True)
     assert got == want
     # The stop strings really cut something: the same prompts without them give longer texts.
-    uncut = fast.generate_until(_gen_requests([], 20), disable_tqdm=True)
+    uncut = fast.generate_until(_gen_requests([], 20)[:6], disable_tqdm=True)
     cut = got[: len(uncut)]
     assert any(len(c) < len(u) and u.startswith(c) for c, u in zip(cut, uncut, strict=True))
     assert all(not any(s in c for s in stops) for c in cut)
