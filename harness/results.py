@@ -118,6 +118,8 @@ def read_table(path: Path):
     import pandas as pd
 
     path = Path(path)
+    if not path.exists():
+        return pd.DataFrame()  # e.g. a run in which no shard finished
     if path.is_dir():
         files = sorted(path.rglob("*.parquet"))
         if not files:

@@ -83,7 +83,7 @@ def run_sweep(sweep: Sweep, analyze: bool = True, stream=None) -> int:
     last_write = [0.0]
 
     def save(status: str) -> None:
-        manifest.update(status=status, replicas=state.replicas, cluster=state.resources,
+        manifest.update(status=status, replicas=state.replicas, cluster=state.resources, events=state.events,
                         shards=_shard_entries(plan, state, reused, "pending"))
         mf.write_manifest(run_dir, manifest)
 
@@ -145,6 +145,7 @@ def finalize(plan: Plan, run_dir: Path, state):
 
     requests = read_table(run_dir / "requests")
     if requests.empty:
+        write_atomic(table_from_rows([], SCORES_SCHEMA), run_dir / "scores.parquet")
         return None
     keys = {s.key for s in plan.shards}
     requests = requests[requests["shard"].isin(keys)]

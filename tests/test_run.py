@@ -124,3 +124,19 @@ def test_broken_model_fails_its_shards_and_the_rest_finish(tiny_world, tmp_path)
     assert failed and all(e["model"] == "broken" and "failed to load" in e["error"] for e in failed)
     scores = pd.read_parquet(out / "scores.parquet")
     assert set(scores.model) == {"tiny-s"}
+
+
+def test_a_run_in_which_every_shard_fails_exits_1(tiny_world, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for src in tiny_world["small"].iterdir():
+        (broken / src.name).write_bytes(src.read_bytes())
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    out = tmp_path / "run"
+    rc = main(["run", "--models", str(broken), "--tasks", "tiny_mc", "--include-path", str(tiny_world["tasks"]),
+               "--out", str(out), "--limit", "2", "--device", "cpu", "--workers", "1", "--no-analyze"])
+    assert rc == 1
+    assert "failed shard" in capsys.readouterr().err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and isinstance(manifest["events"], list)
+    assert pd.read_parquet(out / "scores.parquet").empty
