@@ -114,11 +114,12 @@ def load_models(args):
         m = llama(tok, d=384, layers=6, heads=6, ffn=1024, max_len=512)
         out.append(("llama-10M (random, d=384, 6 layers, ctx 512)", m, tok, "made on the fly"))
     if args.model in ("cpu", "zoo"):
-        path = find_zoo(REPO / "zoo")
+        path = find_zoo(Path(args.zoo_root))
         if path is not None:
             m = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
             ztok = AutoTokenizer.from_pretrained(path)
-            out.append((f"zoo {path.relative_to(REPO)}", m, ztok, "trained embedded-ladder checkpoint"))
+            label = path.relative_to(REPO) if path.is_relative_to(REPO) else path
+            out.append((f"zoo {label}", m, ztok, "trained embedded-ladder checkpoint (bf16 weights, run in fp32)"))
         else:
             m = llama(tok, d=256, layers=4, heads=8, ffn=704, max_len=256)
             out.append(("zoo-shape (random, d=256, 4 layers, ffn 704, ctx 256)", m, tok,
@@ -310,6 +311,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", choices=["cpu", "small", "zoo", "pythia1b"], default="cpu",
                    help="cpu = the ~10M model and the ladder's largest (default)")
+    p.add_argument("--zoo-root", default=str(REPO / "zoo"), help="where the embedded ladder lives")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32")
     p.add_argument("--batch-size", type=int, default=16)
