@@ -189,7 +189,7 @@ class Driver:
             if actor.ready_at is not None and actor.shard is None:
                 if self.queue.queued(actor.model):
                     self._give(actor)
-                else:
+                elif not self._switch(actor):
                     self._stop(actor)
 
     def _grow(self) -> None:
@@ -236,12 +236,41 @@ class Driver:
         self.actors[index] = actor
         self.waiting[handle.info.remote()] = ("ready", actor)  # answers once the model is loaded
         self.state.slots = max(self.state.slots, len(self.actors))
-        # The first replicas of a model get a shard at once, queued behind the constructor. Later
-        # ones wait until they are up: a replica that is already working should not see a shard
-        # sit on one that may be loading for minutes, or waiting for a node that died.
-        if not any(a.ready_at is not None for a in self.actors.values() if a.model == model):
-            self._give(actor)
+        self._give_if_first(actor)
         return actor
+
+    def _give_if_first(self, actor: _Actor) -> None:
+        """The first replicas of a model get a shard at once, queued behind the load. Later ones
+        wait until they are up: a replica that is already working should not see a shard sit on
+        one that may be loading for minutes, or waiting for a node that died."""
+        if not any(a.ready_at is not None for a in self.actors.values() if a.model == actor.model):
+            self._give(actor)
+
+    def _switch(self, actor: _Actor) -> bool:
+        """Move an idle replica whose model is done to the model that needs it most, in the same
+        process, when that model asks for the same resources (always so on CPU slots)."""
+        if actor.spec.num_gpus > 0:
+            return False  # GPU replicas differ in memory and GPU share: release and re-place them
+
+        def same_slot(m: str) -> bool:
+            spec = self.layout.specs[m]
+            return spec.num_gpus == 0 and spec.num_cpus == actor.spec.num_cpus
+
+        held = Counter(a.model for a in self.actors.values() if a is not actor)
+        model = choose_model(self.queue.queued_cost(), held, same_slot,
+                             size=self.layout.size, min_share=self.layout.min_share)
+        if model is None:
+            return False
+        replica = self.replicas[model]
+        ref = actor.handle.switch.remote(
+            replica.checkpoint, replica.spec.dtype, self.sweep.device, self.sweep.backend,
+            self.sweep.batch_size, replica.spec.trust_remote_code, replica.spec.allow_pickle,
+            actor.spec.num_gpus)
+        actor.model, actor.spec = model, self.layout.specs[model]
+        actor.started, actor.ready_at = time.monotonic(), None
+        self.waiting[ref] = ("ready", actor)
+        self._give_if_first(actor)
+        return True
 
     def _requeue(self, shard: Shard | None) -> None:
         """A shard that never ran goes back without counting an attempt."""

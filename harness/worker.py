@@ -32,6 +32,15 @@ def _assigned_resources() -> dict[str, float] | None:
         return None
 
 
+def _free_accelerator_memory() -> None:
+    torch = sys.modules.get("torch")
+    try:
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # noqa: BLE001 - best effort
+        pass
+
+
 class ShardWorker:
     """Holds one model; `score` turns a list of Instances into request rows.
 
@@ -53,18 +62,31 @@ class ShardWorker:
         from harness.tasks import quiet_libraries
 
         quiet_libraries()
+        self.scorer: Scorer | None = None
+        self.switch(checkpoint, dtype, device, backend, batch_size, trust_remote_code, allow_pickle, num_gpus)
+
+    def switch(self, checkpoint: Checkpoint, dtype: str, device: str, backend: str, batch_size: int,
+               trust_remote_code: bool = False, allow_pickle: bool = False,
+               num_gpus: float = 0.0) -> dict[str, Any]:
+        """Drop the model held and load another in this process; returns `info()`.
+
+        On CPU slots the driver moves a replica to the next model this way: a new actor would
+        pay several seconds of importing torch, transformers and lm-eval again.
+        """
+        self.scorer = None  # free the old weights before loading the new ones
+        _free_accelerator_memory()
         self._args = (checkpoint, dtype, device, backend, trust_remote_code, allow_pickle)
         # A replica that holds more than one GPU spreads its layers over them (device_map="auto").
         self.device_map = "auto" if num_gpus > 1 else None
         self.batch_size = batch_size
         self.load_error: str | None = None
-        self.scorer: Scorer | None = None
         started = time.perf_counter()
         try:
             self.scorer = self._load(batch_size)
         except (ModelLoadError, UserError) as exc:
             self.load_error = str(exc)
         self.load_seconds = time.perf_counter() - started
+        return self.info()
 
     def _load(self, batch_size: int) -> Scorer:
         checkpoint, dtype, device, backend, trust, pickle_ok = self._args
@@ -105,12 +127,6 @@ class ShardWorker:
 
         self.batch_size = max(1, self.batch_size // 2)
         _, _, _, backend, _, _ = self._args
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except Exception:  # noqa: BLE001
-            pass
+        _free_accelerator_memory()
         scorer = self.scorer
         scorer.lm = make_lm(backend, scorer.model, scorer.tokenizer, scorer.device, self.batch_size)
