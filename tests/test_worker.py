@@ -95,3 +95,12 @@ def test_multi_gpu_replica_still_loads_on_the_cpu_without_cuda(tiny_world, shard
     assert not info["resources"]  # outside Ray nothing was granted
     assert worker.score(shard_instances[:2])["status"] == "done"
     assert ShardWorker(checkpoint, "float32", "cpu", "hf", batch_size=4, num_gpus=0.25).device_map is None
+
+
+def test_switch_loads_another_model_in_place(tiny_world, shard_instances):
+    worker = _worker(tiny_world)
+    small = worker.info()["n_params"]
+    info = worker.switch(ladder.resolve(str(tiny_world["large"]), None), "float32", "cpu", "hf", 4)
+    assert info["n_params"] > small and worker.score(shard_instances)["n_params"] == info["n_params"]
+    info = worker.switch(ladder.resolve(str(tiny_world["large"]), None), "float32", "cpu", "nope", 4)
+    assert "error" in info and worker.score(shard_instances)["status"] == "load_error"
