@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections import defaultdict
+from functools import lru_cache
 from pathlib import Path
 
 from harness.zoo import list_ladder
@@ -24,10 +25,16 @@ PPL_TASK = "zoo_english"
 FEWSHOT_SEED = 1234
 
 
-def load_tasks(names: list[str]) -> dict:
+@lru_cache(maxsize=1)
+def _task_manager():
     from lm_eval.tasks import TaskManager
 
-    return TaskManager(include_path=str(TASKS_DIR)).load(names)["tasks"]
+    return TaskManager(include_path=str(TASKS_DIR))  # indexing lm-eval's task folders takes seconds: once
+
+
+def load_tasks(names: list[str]) -> dict:
+    """Fresh task objects (building requests mutates them)."""
+    return _task_manager().load(names)["tasks"]
 
 
 def make_lm(folder: str | Path, batch_size: int = 16):
@@ -91,25 +98,73 @@ def score_task(lm, task, limit: int | None = None) -> dict:
     return {"metrics": metrics, "per_doc": {k: [float(x) for x in v] for k, v in per_doc.items()}, "n": len(doc_ids)}
 
 
-def evaluate_ladder(root: str | Path, limit: int | None = None, log=print) -> dict:
+def evaluate_checkpoint(job: tuple) -> list[dict]:
+    """All tasks of one checkpoint: (root, ladder row, task names, limit, threads) -> result rows."""
+    import torch
+
+    root, row, names, limit, threads = job
+    if threads:
+        torch.set_num_threads(threads)
+    lm = make_lm(Path(root) / row["name"] / row["revision"])
+    tasks = load_tasks(names)
+    keys = ("name", "revision", "step", "n_params", "n_params_nonembedding", "tokens_trained")
+    out = []
+    for name in names:
+        scored = score_task(lm, tasks[name], limit)
+        out.append({**{k: row[k] for k in keys}, "task": name, **scored})
+        print(f"{row['name']} {row['revision']} {name} {json.dumps(scored['metrics'])}", flush=True)
+    return out
+
+
+def evaluate_ladder(root: str | Path, limit: int | None = None, workers: int = 1) -> dict:
     """Perplexity on every checkpoint, the few-shot tasks on each size's final checkpoint."""
     import lm_eval
 
     rows = list_ladder(root)
     final = {r["name"]: max(x["step"] for x in rows if x["name"] == r["name"]) for r in rows}
-    results = []
-    for row in rows:
-        folder = Path(root) / row["name"] / row["revision"]
-        names = [PPL_TASK] + (list(FEWSHOT_TASKS) if row["step"] == final[row["name"]] else [])
-        lm = make_lm(folder)
-        tasks = load_tasks(names)
-        for name in names:
-            scored = score_task(lm, tasks[name], limit)
-            results.append({**{k: row[k] for k in ("name", "revision", "step", "n_params", "n_params_nonembedding",
-                                                     "tokens_trained")}, "task": name, **scored})
-            log(f"{row['name']} {row['revision']} {name} {json.dumps(scored['metrics'])}")
+    jobs = [(str(root), row, [PPL_TASK] + (list(FEWSHOT_TASKS) if row["step"] == final[row["name"]] else []), limit,
+             1 if workers > 1 else None) for row in rows]
+    if workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = [r for rs in pool.map(evaluate_checkpoint, jobs) for r in rs]
+    else:
+        results = [r for job in jobs for r in evaluate_checkpoint(job)]
     return {"lm_eval_version": lm_eval.__version__, "limit": limit, "device": "cpu", "dtype": "float32",
             "fewshot_seed": FEWSHOT_SEED, "results": results}
+
+
+def figures_markdown(report: dict) -> str:
+    """The README's tables: final checkpoints x tasks, and held-out loss per size x tokens."""
+    rows = report["results"]
+    sizes = sorted({r["name"] for r in rows}, key=lambda n: next(r["n_params"] for r in rows if r["name"] == n))
+    final = {}
+    for r in rows:
+        if r["step"] >= final.get((r["name"], r["task"]), {"step": -1})["step"]:
+            final[(r["name"], r["task"])] = r
+    head = ["size", "non-emb. params", "params", "tokens", "English loss (nats/token)", "bits/byte"]
+    for task in FEWSHOT_TASKS:
+        short = task.removeprefix("zoo_")
+        head += [f"{short} {'acc' if task == 'zoo_largest' else 'EM'}", f"{short} target loglik"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for name in sizes:
+        eng = final[(name, PPL_TASK)]
+        cells = [name, f"{eng['n_params_nonembedding']:,}", f"{eng['n_params']:,}", f"{eng['tokens_trained'] / 1e6:.2f}M",
+                 f"{eng['metrics']['nll_per_token']:.3f}", f"{eng['metrics']['bits_per_byte']:.3f}"]
+        for task in FEWSHOT_TASKS:
+            m = final[(name, task)]["metrics"]
+            cells += [f"{100 * m['acc' if task == 'zoo_largest' else 'exact_match']:.1f}%", f"{m['target_loglik']:.3f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    steps = sorted({r["step"] for r in rows})
+    tokens = {r["step"]: r["tokens_trained"] for r in rows}
+    lines += ["", "| held-out loss (nats/token) | " + " | ".join(f"{tokens[s] / 1e6:.2f}M" for s in steps) + " |",
+              "|" + " --- |" * (len(steps) + 1)]
+    for name in sizes:
+        by_step = {r["step"]: r["metrics"]["nll_per_token"] for r in rows if r["name"] == name and r["task"] == PPL_TASK}
+        lines.append(f"| {name} | " + " | ".join(f"{by_step[s]:.3f}" if s in by_step else "" for s in steps) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -117,8 +172,13 @@ def main() -> None:
     parser.add_argument("--root", default="zoo")
     parser.add_argument("--out", default="zoo/eval.json")
     parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--workers", type=int, default=1, help="checkpoints evaluated in parallel processes")
+    parser.add_argument("--table", action="store_true", help="print the README tables of an existing --out file")
     args = parser.parse_args()
-    report = evaluate_ladder(args.root, args.limit)
+    if args.table:
+        print(figures_markdown(json.loads(Path(args.out).read_text())))
+        return
+    report = evaluate_ladder(args.root, args.limit, args.workers)
     Path(args.out).write_text(json.dumps(report, separators=(",", ":")) + "\n")
 
 
