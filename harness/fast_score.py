@@ -88,10 +88,11 @@ def score_batch(parts: ModelParts, rows: Sequence[Row], pad_id: int, device: tor
     for start in range(0, picked.shape[0], HEAD_CHUNK):
         chunk = picked[start : start + HEAD_CHUNK]
         logits = (head(chunk) if head is not None else chunk).float()
-        logp = torch.log_softmax(logits, dim=-1)
         tgt = targets[start : start + HEAD_CHUNK]
         r = req[start : start + HEAD_CHUNK].cpu()
-        lp = logp.gather(1, tgt[:, None])[:, 0].double().cpu()
-        miss = (logp.argmax(dim=-1) != tgt).double().cpu()
+        # log p(target) = logit - logsumexp: no [positions, vocab] log-softmax is written out,
+        # which is most of the head's cost for a large vocabulary.
+        lp = (logits.gather(1, tgt[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)).double().cpu()
+        miss = (logits.argmax(dim=-1) != tgt).double().cpu()
         logprob.index_add_(0, r, lp)
         wrong.index_add_(0, r, miss)
