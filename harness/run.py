@@ -185,7 +185,7 @@ def print_table(scores, stream) -> None:
     if scores is None or scores.empty:
         print("harness: no complete (model, task) results to score", file=stream)
         return
-    headline = ("acc", "exact_match", "bits_per_byte", "word_perplexity")
+    headline = ("acc", "exact_match", "bits_per_byte")
     rows = scores[scores["metric"].isin(headline)].copy()
     if rows.empty:
         rows = scores
@@ -193,10 +193,12 @@ def print_table(scores, stream) -> None:
     suffix = rows["filter"].map(lambda f: "" if f == "none" else f",{f}")
     rows["col"] = rows["task"] + ":" + rows["metric"] + suffix
     table = rows.pivot_table(index="model", columns="col", values="value", aggfunc="first")
-    import pandas as pd
+    # Revisions in training order (step128 before step1024), not in string order.
+    from harness.ladder import step_of
 
-    with pd.option_context("display.width", 160, "display.max_columns", 12, "display.precision", 4):
-        print(table.to_string(), file=stream)
+    table = table.loc[sorted(table.index, key=lambda k: (k.rsplit("@", 1)[0], step_of(k.rsplit("@", 1)[1]) or 0, k))]
+    table.columns.name = None
+    print(table.to_string(na_rep="-", float_format=lambda v: f"{v:.4g}"), file=stream)
 
 
 def _analyze(run_dir: Path, stream) -> None:
