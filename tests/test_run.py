@@ -25,6 +25,16 @@ def _run(world, out, *extra: str) -> int:
                  "--batch-size", "4", "--no-analyze", *extra])
 
 
+def _broken_copy(world, tmp_path):
+    """The small model with its weights file replaced by garbage: it cannot load."""
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for src in world["small"].iterdir():
+        (broken / src.name).write_bytes(src.read_bytes())
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    return broken
+
+
 @pytest.fixture(scope="module")
 def reference(tiny_world):
     """lm-eval's own numbers for the small model: simple_evaluate with HFLM on the CPU."""
@@ -109,11 +119,7 @@ def test_resume_recomputes_only_missing_shards(tiny_world, tmp_path, capsys):
 
 
 def test_broken_model_fails_its_shards_and_the_rest_finish(tiny_world, tmp_path):
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    for src in tiny_world["small"].iterdir():
-        (broken / src.name).write_bytes(src.read_bytes())
-    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    broken = _broken_copy(tiny_world, tmp_path)
     out = tmp_path / "run"
     rc = main(["run", "--models", f"{tiny_world['small']},{broken}", "--tasks", "tiny_mc", "--include-path",
                str(tiny_world["tasks"]), "--out", str(out), "--docs-per-shard", "4", "--device", "cpu",
@@ -127,11 +133,7 @@ def test_broken_model_fails_its_shards_and_the_rest_finish(tiny_world, tmp_path)
 
 
 def test_a_run_in_which_every_shard_fails_exits_1(tiny_world, tmp_path, capsys):
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    for src in tiny_world["small"].iterdir():
-        (broken / src.name).write_bytes(src.read_bytes())
-    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    broken = _broken_copy(tiny_world, tmp_path)
     out = tmp_path / "run"
     rc = main(["run", "--models", str(broken), "--tasks", "tiny_mc", "--include-path", str(tiny_world["tasks"]),
                "--out", str(out), "--limit", "2", "--device", "cpu", "--workers", "1", "--no-analyze"])
