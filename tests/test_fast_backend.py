@@ -125,6 +125,29 @@ def test_generation_matches_hflm_with_stop_strings(backends):
     assert all(not any(s in c for s in stops) for c in cut)
 
 
+def test_static_cache_drops_finished_rows_and_changes_nothing(tokenizer, monkeypatch):
+    """The preallocated KV cache is really used, finished rows really leave it, and the tokens equal
+    those of the dynamic cache (the path taken where a model has no static cache). Llama only: the
+    random GPT-NeoX writes the same text after every prompt, so its rows all finish together."""
+    import harness.fast_generate as fg
+
+    model = make_llama(tokenizer, max_len=MAX_LEN, init=0.1)
+    fast = FastLM(model, tokenizer, device="cpu", batch_size=5)
+    cache = fg._static_cache(model, 16)
+    assert cache is not None
+    contexts = [fast._encode_prompt(r.args[0])[-20:] for r in _gen_requests(["\n"], 8)]
+    run = lambda: fg.greedy_batch(model, fast.tokenizer, contexts, [" a", "e", "o"], 8,  # noqa: E731
+                                  {fast.eot_token_id}, fast._pad_id(), torch.device("cpu"))
+    dropped: list[int] = []
+    select = fg._select_rows
+    monkeypatch.setattr(fg, "_select_rows", lambda c, sel: dropped.append(len(sel)) or select(c, sel))
+    static_tokens = run()
+    assert dropped and all(dropped[i] > dropped[i + 1] for i in range(len(dropped) - 1))
+    assert len({len(t) for t in static_tokens}) > 1  # rows finished at different steps
+    monkeypatch.setattr(fg, "_static_cache", lambda m, n: None)
+    assert run() == static_tokens
+
+
 @pytest.mark.gpu
 def test_matches_hflm_on_cuda_in_fp32(tokenizer):
     if not torch.cuda.is_available():
