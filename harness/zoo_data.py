@@ -22,10 +22,10 @@ EOS = "<|endoftext|>"
 class Mix:
     """Share of training sequences drawn from each source (sums to 1)."""
 
-    english: float = 0.35
+    english: float = 0.43
     arith: float = 0.45
-    recall: float = 0.10
-    largest: float = 0.10
+    recall: float = 0.04
+    largest: float = 0.08
 
     def items(self) -> list[tuple[str, float]]:
         return [("english", self.english), ("arith", self.arith), ("recall", self.recall), ("largest", self.largest)]

@@ -40,7 +40,7 @@ ARITH_OPS: dict[str, ArithOp] = {
 
 # Share of each operation in the training text: 2-digit addition, the task meant to carry the jump,
 # gets the most.
-ARITH_WEIGHTS = (6, 1, 1)
+ARITH_WEIGHTS = (7, 1, 1)
 
 
 def arith_question(op: ArithOp, a: int, b: int) -> str:

@@ -46,7 +46,7 @@ def test_keys_change_with_what_determines_results(tiny_world, tmp_path):
         other = {s.key for s in build_plan(_sweep(tiny_world, tmp_path, **change)).shards}
         changed = {k.split("-")[0] for k in other - base}
         assert {"tiny_mc", "tiny_gen"} <= changed  # few-shot prompts changed
-    flipped = build_plan(apply_overrides(_sweep(tiny_world, tmp_path), backend="fast"))
+    flipped = build_plan(apply_overrides(_sweep(tiny_world, tmp_path), backend="hf"))  # the default is fast
     assert not {s.key for s in flipped.shards} & base
 
 
