@@ -18,15 +18,48 @@ from tests.tiny import TASK_NAMES
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
+# Loaded by every Python process of the run (driver and Ray workers inherit PYTHONPATH): each shard
+# takes at least SHARD_DELAY_S more, so the signal always lands mid-run. Without it the 72 tiny
+# shards finished within a second of the third one, sometimes before the signal arrived.
+SHARD_DELAY_S = 0.25
+SLOW_SHARDS = f"""
+import importlib.util, sys, time
+
+class _SlowShards:
+    def find_spec(self, name, path=None, target=None):
+        if name != "harness.worker":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        run_module = spec.loader.exec_module
+
+        def exec_module(module):
+            run_module(module)
+            score = module.ShardWorker.score
+
+            def slow_score(self, instances):
+                time.sleep({SHARD_DELAY_S})
+                return score(self, instances)
+
+            module.ShardWorker.score = slow_score
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+sys.meta_path.insert(0, _SlowShards())
+"""
+
+
 def test_sigint_keeps_written_shards_and_resumes(tiny_world, tmp_path):
     out = tmp_path / "run"
     argv = [sys.executable, "-m", "harness", "run", "--models", f"{tiny_world['small']},{tiny_world['large']}",
             "--tasks", ",".join(TASK_NAMES), "--include-path", str(tiny_world["tasks"]), "--out", str(out),
-            "--docs-per-shard", "1", "--workers", "1", "--device", "cpu", "--no-analyze",
-            # lm-eval's HFLM one request at a time: the fast backend finished all 72 one-document
-            # shards within a second of the third, before the signal arrived (here: 9 of 72 written).
-            "--backend", "hf", "--batch-size", "1"]
-    env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+            "--docs-per-shard", "1", "--workers", "1", "--device", "cpu", "--no-analyze"]
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(SLOW_SHARDS)
+    path = os.pathsep.join(p for p in (str(hooks), os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", PYTHONPATH=path)
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 150
     while time.monotonic() < deadline and len(list(out.rglob("requests/**/*.parquet"))) < 3:
