@@ -60,7 +60,10 @@ def test_sigint_keeps_written_shards_and_resumes(tiny_world, tmp_path):
     (hooks / "sitecustomize.py").write_text(SLOW_SHARDS)
     path = os.pathsep.join(p for p in (str(hooks), os.environ.get("PYTHONPATH")) if p)
     env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", PYTHONPATH=path)
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell starts background jobs with SIGINT ignored and Python then installs no Ctrl-C handler:
+    # give the run the disposition of a program started at a terminal, whatever started pytest.
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 150
     while time.monotonic() < deadline and len(list(out.rglob("requests/**/*.parquet"))) < 3:
         time.sleep(0.2)
