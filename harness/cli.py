@@ -37,7 +37,8 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--address", help="Ray cluster address (`auto` inside a Ray job)")
     parser.add_argument("--workers", type=int, help="worker slots (default: one per CPU core or per GPU)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="device for the workers")
-    parser.add_argument("--backend", choices=("hf", "fast"), help="scoring backend: fast (default, ours) or hf (lm-eval's HFLM, the reference)")
+    parser.add_argument("--backend", choices=("hf", "fast"),
+                        help="scoring backend: fast (default, ours) or hf (lm-eval's HFLM, the reference)")
     parser.add_argument("--batch-size", type=int, help="requests per forward batch")
     parser.add_argument("--docs-per-shard", type=int, help="documents per shard")
     parser.add_argument("--seed", type=int, help="few-shot seed")

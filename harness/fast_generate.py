@@ -86,6 +86,7 @@ def greedy_batch(model: torch.nn.Module, tokenizer, contexts: Sequence[Sequence[
     generated: list[list[int]] = [[] for _ in range(n)]
     rows = list(range(n))  # original index of each row of the batch, in batch order
     finished = [False] * n  # rows that cannot leave the cache stay in the batch, ignored
+    can_drop = True  # False once the cache has refused to drop rows: do not ask it again each step
     next_pos = pos[:, -1:] + 1
     stops = [s for s in until if s]
     while True:
@@ -102,10 +103,12 @@ def greedy_batch(model: torch.nn.Module, tokenizer, contexts: Sequence[Sequence[
                 keep.append(b)
         if not keep:
             break
-        if len(keep) < len(rows) and _select_rows(cache, torch.tensor(keep, device=device)):
+        if can_drop and len(keep) < len(rows):
             sel = torch.tensor(keep, device=device)
-            nxt, attn, next_pos = nxt[sel], attn[sel], next_pos[sel]
-            rows = [rows[b] for b in keep]
+            can_drop = _select_rows(cache, sel)
+            if can_drop:
+                nxt, attn, next_pos = nxt[sel], attn[sel], next_pos[sel]
+                rows = [rows[b] for b in keep]
         attn = torch.cat([attn, attn.new_ones((len(rows), 1))], dim=1)
         out = model(input_ids=nxt[:, None], attention_mask=attn, position_ids=next_pos, use_cache=True,
                     **{cache_name: cache})

@@ -127,7 +127,8 @@ def test_generation_matches_hflm_with_stop_strings(backends):
 
 def test_static_cache_drops_finished_rows_and_changes_nothing(tokenizer, monkeypatch):
     """The preallocated KV cache is really used, finished rows really leave it, and the tokens equal
-    those of the dynamic cache (the path taken where a model has no static cache). Llama only: the
+    those of the dynamic cache (the path taken where a model has no static cache) and of a batch
+    whose finished rows cannot leave. Llama only: the
     random GPT-NeoX writes the same text after every prompt, so its rows all finish together."""
     import harness.fast_generate as fg
 
@@ -145,6 +146,9 @@ def test_static_cache_drops_finished_rows_and_changes_nothing(tokenizer, monkeyp
     assert dropped and all(dropped[i] > dropped[i + 1] for i in range(len(dropped) - 1))
     assert len({len(t) for t in static_tokens}) > 1  # rows finished at different steps
     monkeypatch.setattr(fg, "_static_cache", lambda m, n: None)
+    assert run() == static_tokens
+    # A cache that cannot drop rows keeps them in the batch, ignored: still the same tokens.
+    monkeypatch.setattr(fg, "_select_rows", lambda c, sel: False)
     assert run() == static_tokens
 
 
