@@ -256,7 +256,7 @@ def linear_params(model) -> int:
 def bench_model(label, model, tok, note, args, peak, lines):
     from lm_eval.models.huggingface import HFLM
 
-    from harness.fast_backend import FastLM
+    from harness.backends.fast.lm import FastLM
 
     hf = HFLM(pretrained=model, tokenizer=tok, device=args.device, batch_size=args.batch_size)
     fast = FastLM(model, tok, device=args.device, batch_size=args.batch_size)

@@ -1,4 +1,4 @@
-"""Benchmark: Chinchilla Approach 3 (4,500 starts, 240 points) with harness.fit vs a plain scipy loop.
+"""Benchmark: Chinchilla Approach 3 (4,500 starts, 240 points) with harness.analysis.fit vs a plain scipy loop.
 
 The harness fit runs every start in full. The plain loop (scipy L-BFGS-B per start, numeric
 gradients, the way the replication is usually written) is timed in the same process on an evenly
@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.fit import fit_chinchilla
-from harness.fit.chinchilla import HUBER_DELTA, paper_grid
+from harness.analysis.fit import fit_chinchilla
+from harness.analysis.fit.chinchilla import HUBER_DELTA, paper_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data" / "chinchilla_points.csv"
@@ -108,7 +108,7 @@ Data: 240 points (Epoch AI's digitisation of Hoffmann et al. 2022, Figure 4, 5 h
 
 | method | starts run | wall time | CPU time (this process) | wall time for all 4,500 starts |
 | --- | --- | --- | --- | --- |
-| `harness.fit.fit_chinchilla` (batched L-BFGS, analytic gradient, + scipy polish of the 5 best) | 4,500 | {med:.2f} s (median of {args.repeats}: {', '.join(f'{t:.2f}' for t in times)}) | {med_cpu:.2f} s | {med:.2f} s (measured) |
+| `harness.analysis.fit.fit_chinchilla` (batched L-BFGS, analytic gradient, + scipy polish of the 5 best) | 4,500 | {med:.2f} s (median of {args.repeats}: {', '.join(f'{t:.2f}' for t in times)}) | {med_cpu:.2f} s | {med:.2f} s (measured) |
 | plain scipy loop (L-BFGS-B per start, numeric gradient; objective with scipy.special) | {len(subset)} (evenly spaced) | {plain_s:.1f} s | {plain_cpu:.1f} s | {plain_full:.0f} s (extrapolated ×{scale:.0f}, not measured; CPU {plain_cpu * scale:.0f} s) |
 | same loop, objective in bare numpy | {len(subset)} (same starts) | {lean_s:.1f} s | {lean_cpu:.1f} s | {lean_s * scale:.0f} s (extrapolated, not measured; CPU {lean_cpu * scale:.0f} s) |
 

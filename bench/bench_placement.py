@@ -1,7 +1,7 @@
 """Benchmark of the scheduling policy: `sweeps/pythia.yaml` on 64 GPUs of 80 GB, 10,000 shards.
 
 Goal (issue 4): makespan <= 1.10 x lower bound, driver overhead <= 1 ms per shard.
-Runs the real policy (harness.placement + harness.schedule) in the event-driven simulator,
+Runs the real policy (harness.scheduling.placement + harness.scheduling.policy) in the event-driven simulator,
 for several workload seeds, in two settings:
 * the issue's model: a shard takes cost / throughput and replicas start instantly;
 * with weight loading: each replica first loads for 10 s + weights / 2 GB/s, which no schedule
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from harness.config import load_sweep  # noqa: E402
-from harness.simulate import SimulationParams, format_simulation, simulate_sweep  # noqa: E402
+from harness.scheduling.simulator import SimulationParams, format_simulation, simulate_sweep  # noqa: E402
 
 GPUS, GPU_MEM_GB, SHARDS, SEEDS = 64, 80.0, 10_000, range(5)
 SETTINGS = {
@@ -80,7 +80,7 @@ def main() -> int:
         f"{SHARDS:,} shards (task sizes of the real lm-eval test sets, log-normal document lengths), "
         f"{GPUS} GPUs of {GPU_MEM_GB:g} GB on nodes of 8, 100 TFLOP/s effective per GPU.",
         "`lower_bound_s` = max(total work / capacity, longest shard); `lower_bound_with_loads_s` also",
-        "charges every replica its weight loading (see harness/placement.py, `balanced_finish_s`).",
+        "charges every replica its weight loading (see harness/scheduling/placement.py, `balanced_finish_s`).",
         "Driver overhead = measured wall time of the policy calls (queue, placement, choose_model) / shards.",
         "",
         f"Goal: makespan <= 1.10 x lower bound and overhead <= 1 ms per shard: {'MET' if ok else 'NOT MET'} "

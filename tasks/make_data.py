@@ -11,8 +11,8 @@ import json
 import random
 from pathlib import Path
 
-from harness.zoo_corpus import english_documents, heldout_passages
-from harness.zoo_formats import (
+from harness.zoo.corpus import english_documents, heldout_passages
+from harness.zoo.formats import (
     ARITH_OPS, N_FEWSHOT, N_TEST, RECALL_PAIRS, SPLIT_SEED, arith_question, arith_split, largest_sample, recall_sample,
 )
 

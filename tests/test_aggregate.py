@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from harness.aggregate import brier_score, levenshtein
+from harness.results.metrics import brier_score, levenshtein
 
 
 def test_levenshtein():

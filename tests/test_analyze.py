@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import cli_analyze
-from harness.analyze import analyze_run
+from harness.cli import analyze as cli_analyze
+from harness.analysis.analyze import analyze_run
 from harness.errors import UserError
 
 SIZES = np.array([1e7, 3e7, 1e8, 3e8, 1e9, 3e9])

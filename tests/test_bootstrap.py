@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from harness.bootstrap import (DocMatrix, doc_weights, model_resamples, paired_doc_bootstrap,
+from harness.analysis.bootstrap import (DocMatrix, doc_weights, model_resamples, paired_doc_bootstrap,
                                percentile_interval, refit_each)
-from harness.fit import fit_power_law_batch
+from harness.analysis.fit import fit_power_law_batch
 
 SIZES = np.geomspace(1e7, 3e9, 6)
 TRUTH = {"E": 1.5, "A": 60.0, "alpha": 0.3}

@@ -4,9 +4,10 @@ import argparse
 import pandas as pd
 import pytest
 
-from harness import cli_analyze, compute
+from harness.analysis import compute
+from harness.cli import analyze as cli_analyze
 from harness.errors import UserError
-from harness.fit import CHINCHILLA_PAPER
+from harness.analysis.fit import CHINCHILLA_PAPER
 
 
 def _cli(argv):

@@ -18,14 +18,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import driver as driver_module
+from harness.engine import driver as driver_module
 from harness.config import sweep_from_mapping
-from harness.driver import Driver, RunState
-from harness.plan import build_plan
-from harness.progress import Progress
-from harness.run import run_sweep
-from harness.scoring import ParamCounts
-from harness.worker import ShardWorker
+from harness.engine.driver import Driver, RunState
+from harness.plan.shards import build_plan
+from harness.engine.progress import Progress
+from harness.engine.run import run_sweep
+from harness.backends.scorer import ParamCounts
+from harness.engine.worker import ShardWorker
 from tests.tiny import TASK_NAMES
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

@@ -9,16 +9,16 @@ from collections import Counter
 
 import pytest
 
-from harness import ray_cluster
+from harness.engine import cluster as ray_cluster
 from harness.config import sweep_from_mapping
-from harness.driver import Driver, RunState
+from harness.engine.driver import Driver, RunState
 from harness.errors import UserError
-from harness.layout import ASSUMED_N_PARAMS, cpu_layout, gpu_layout, replica_costs
-from harness.placement import replica_memory_bytes
-from harness.plan import build_plan
-from harness.progress import Progress
-from harness.ray_cluster import wants_gpus_from_autoscaler
-from harness.resources import ClusterResources
+from harness.scheduling.layout import ASSUMED_N_PARAMS, cpu_layout, gpu_layout, replica_costs
+from harness.scheduling.placement import replica_memory_bytes
+from harness.plan.shards import build_plan
+from harness.engine.progress import Progress
+from harness.engine.cluster import wants_gpus_from_autoscaler
+from harness.scheduling.resources import ClusterResources
 
 GB = 10**9
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from harness.emergence import emergence_score, emergence_scores, looks_emergent, mirage_verdict, oriented
+from harness.analysis.emergence import emergence_score, emergence_scores, looks_emergent, mirage_verdict, oriented
 
 # GPT-3 few-shot 2-digit addition, % accuracy (Brown et al. 2020, Table H.1).
 GPT3_N = np.array([125e6, 350e6, 760e6, 1.3e9, 2.7e9, 6.7e9, 13e9, 175e9])

@@ -19,8 +19,8 @@ except ImportError:  # tests/ imported as a package
 from lm_eval.api.instance import Instance  # noqa: E402
 from lm_eval.models.huggingface import HFLM  # noqa: E402
 
-from harness.fast_backend import FastLM  # noqa: E402
-from harness.fast_pack import make_units, split_request  # noqa: E402
+from harness.backends.fast.lm import FastLM  # noqa: E402
+from harness.backends.fast.pack import make_units, split_request  # noqa: E402
 
 pytestmark = pytest.mark.slow
 MAX_LEN = 48
@@ -130,7 +130,7 @@ def test_static_cache_drops_finished_rows_and_changes_nothing(tokenizer, monkeyp
     those of the dynamic cache (the path taken where a model has no static cache) and of a batch
     whose finished rows cannot leave. Llama only: the
     random GPT-NeoX writes the same text after every prompt, so its rows all finish together."""
-    import harness.fast_generate as fg
+    import harness.backends.fast.generate as fg
 
     model = make_llama(tokenizer, max_len=MAX_LEN, init=0.1)
     fast = FastLM(model, tokenizer, device="cpu", batch_size=5)

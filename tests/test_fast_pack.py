@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from harness.fast_pack import Scored, batches, make_units, pack_rows, split_request
+from harness.backends.fast.pack import Scored, batches, make_units, pack_rows, split_request
 
 
 def test_split_request_follows_hflm_truncation():

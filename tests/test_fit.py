@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.fit import fit_chinchilla, fit_power_law, fit_power_law_batch, fit_sigmoid
-from harness.fit._lbfgs import minimize_batch
-from harness.fit.chinchilla import huber_objective, paper_grid
+from harness.analysis.fit import fit_chinchilla, fit_power_law, fit_power_law_batch, fit_sigmoid
+from harness.analysis.fit._lbfgs import minimize_batch
+from harness.analysis.fit.chinchilla import huber_objective, paper_grid
 
 DATA = Path(__file__).parent / "data" / "chinchilla_points.csv"
 

@@ -27,7 +27,7 @@ import importlib.util, sys, time
 
 class _SlowShards:
     def find_spec(self, name, path=None, target=None):
-        if name != "harness.worker":
+        if name != "harness.engine.worker":
             return None
         sys.meta_path.remove(self)
         spec = importlib.util.find_spec(name)

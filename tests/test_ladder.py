@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from harness import ladder
+from harness.plan import models as ladder
 from harness.errors import UserError
 
 

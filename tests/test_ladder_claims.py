@@ -1,5 +1,5 @@
 """The claims of issue 7 about the committed ladder (zoo/), from its lm-eval evaluation (zoo/eval.json,
-made by `python -m harness.zoo_eval`), plus a live lm-eval re-check that eval.json belongs to the
+made by `python -m harness.zoo.eval`), plus a live lm-eval re-check that eval.json belongs to the
 committed checkpoints."""
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def _final(report, task: str) -> list[dict]:
 
 
 def test_ladder_shape(report):
-    from harness.zoo import list_ladder
+    from harness.zoo.ladder import list_ladder
 
     rows = list_ladder(ZOO)
     sizes = {r["name"]: r["n_params_nonembedding"] for r in rows}
@@ -93,7 +93,7 @@ def test_jump_task_exact_match_high_for_the_largest(report):
 def test_eval_json_matches_the_committed_checkpoints(report):
     """Re-score a slice with lm-eval: the smallest and largest final checkpoints on the jump task,
     and the largest on a few held-out passages, must give eval.json's per-document values."""
-    from harness.zoo_eval import load_tasks, make_lm, score_task
+    from harness.zoo.eval import load_tasks, make_lm, score_task
 
     tasks = load_tasks([JUMP_TASK, "zoo_english"])
     final = _final(report, JUMP_TASK)

@@ -1,6 +1,6 @@
 """manifest.json never records secrets."""
 
-from harness.manifest import package_versions, recorded_environment
+from harness.results.manifest import package_versions, recorded_environment
 
 
 def test_secrets_are_left_out():

@@ -7,11 +7,11 @@ import math
 import pytest
 
 from harness.errors import UserError
-from harness.placement import (
+from harness.scheduling.placement import (
     ModelCost, balanced_finish_s, model_cost, model_shape, place, replica_load_s,
     replica_memory_bytes, shard_flops,
 )
-from harness.resources import ClusterResources, NodeResources, ResourcePool
+from harness.scheduling.resources import ClusterResources, NodeResources, ResourcePool
 
 # Pythia total parameter counts and (layers, d_model) (Biderman et al. 2023, Table 1;
 # shared/reference/README.md).

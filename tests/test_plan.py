@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 
 from harness.config import apply_overrides, sweep_from_mapping
-from harness.plan import build_plan, safetensors_param_count, summarize
+from harness.plan.shards import build_plan, safetensors_param_count, summarize
 
 
 def _sweep(world, tmp_path, **extra):

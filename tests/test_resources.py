@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from harness.errors import UserError
-from harness.placement import place
-from harness.resources import GPU_UNITS, ClusterResources, NodeResources, ReplicaSpec, ResourcePool
+from harness.scheduling.placement import place
+from harness.scheduling.resources import GPU_UNITS, ClusterResources, NodeResources, ReplicaSpec, ResourcePool
 from tests.test_placement import ladder
 
 

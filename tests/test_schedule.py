@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.schedule import ShardQueue, WorkItem, choose_model
+from harness.scheduling.policy import ShardQueue, WorkItem, choose_model
 
 
 def test_longest_first_and_requeue():

@@ -10,9 +10,9 @@ import pytest
 
 from harness.config import load_sweep
 from harness.errors import UserError
-from harness.resources import ClusterResources, NodeResources
-from harness.schedule import choose_model
-from harness.simulate import (
+from harness.scheduling.resources import ClusterResources, NodeResources
+from harness.scheduling.policy import choose_model
+from harness.scheduling.simulator import (
     SimModel, SimShard, SimulationParams, format_simulation, simulate, simulate_sweep,
     synthetic_shards,
 )
@@ -129,8 +129,8 @@ def test_choose_model_by_device_and_worth_of_a_new_replica():
 @pytest.mark.slow
 def test_simulate_the_real_shards_of_a_plan(tiny_world):
     from harness.config import apply_overrides
-    from harness.plan import build_plan
-    from harness.simulate import simulate_plan
+    from harness.plan.shards import build_plan
+    from harness.scheduling.simulator import simulate_plan
 
     sweep = apply_overrides(None, models=f"{tiny_world['small']},{tiny_world['large']}",
                             tasks="tiny_ppl,tiny_mc", include_path=str(tiny_world["tasks"]), docs_per_shard=4)

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import cli_submit
+from harness.cli import submit as cli_submit
 from harness.errors import UserError
-from harness.submit import (
+from harness.engine.submit import (
     EXCLUDES, PROJECT_ROOT, enable_client_token_auth, project_path, remote_out, runtime_env,
 )
 
@@ -37,7 +37,7 @@ def _submit_parser() -> argparse.ArgumentParser:
 def _entrypoint(argv: list[str]) -> str:
     """The job command `harness submit ARGV` would send (built as cmd_submit builds it)."""
     from harness.cli import sweep_from_args
-    from harness.submit import run_entrypoint
+    from harness.engine.submit import run_entrypoint
 
     args = _submit_parser().parse_args(["submit", *argv])
     sweep = sweep_from_args(argparse.Namespace(**{**vars(args), "address": None, "out": None}))

@@ -66,7 +66,7 @@ def test_loaded_task_pickles(loaded):
 def test_heldout_pairs_never_in_training_text():
     import random
 
-    from harness.zoo_formats import ARITH_OPS, arith_block, arith_split
+    from harness.zoo.formats import ARITH_OPS, arith_block, arith_split
 
     for op_name in ARITH_OPS:
         test_pairs, shots = arith_split(op_name)

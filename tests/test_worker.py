@@ -6,12 +6,12 @@ import math
 
 import pytest
 
-from harness import ladder
+from harness.plan import models as ladder
 from harness.config import sweep_from_mapping
 from harness.errors import UserError
-from harness.plan import build_plan
-from harness.scoring import check_weights_format
-from harness.worker import ShardWorker
+from harness.plan.shards import build_plan
+from harness.backends.scorer import check_weights_format
+from harness.engine.worker import ShardWorker
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from harness.zoo import Ladder, list_ladder
+from harness.zoo.ladder import Ladder, list_ladder
 
 TINY = Ladder(
     sizes=(
@@ -24,7 +24,7 @@ TINY = Ladder(
 
 @pytest.fixture(scope="module")
 def tiny_zoo(tmp_path_factory):
-    from harness.zoo import build
+    from harness.zoo.ladder import build
 
     out = tmp_path_factory.mktemp("zoo")
     records = build(out, seed=3, ladder=TINY, threads=1, probe=False, log=lambda _: None)
@@ -61,7 +61,7 @@ def test_build_writes_loadable_checkpoints_in_layout(tiny_zoo):
 def test_build_is_deterministic_with_the_seed(tiny_zoo, tmp_path):
     from safetensors.torch import load_file
 
-    from harness.zoo import build
+    from harness.zoo.ladder import build
 
     out, _ = tiny_zoo
     small = Ladder(sizes=TINY.sizes[:1], total_steps=4, n_checkpoints=2, vocab_size=300, english_docs=40)
@@ -77,7 +77,7 @@ def test_build_is_deterministic_with_the_seed(tiny_zoo, tmp_path):
 
 @pytest.mark.slow
 def test_list_ladder_and_cli(tiny_zoo, capsys):
-    from harness import cli_zoo
+    from harness.cli import zoo as cli_zoo
 
     out, _ = tiny_zoo
     rows = list_ladder(out)

@@ -3,6 +3,6 @@
 from functools import partial
 from pathlib import Path
 
-from harness.zoo_taskdata import load_jsonl_splits
+from harness.zoo.taskdata import load_jsonl_splits
 
 load = partial(load_jsonl_splits, Path(__file__).resolve().parent / "data")

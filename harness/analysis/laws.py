@@ -1,0 +1,155 @@
+"""One law fitted to one Series, with bootstrap intervals and a band: the rows of fits.parquet.
+
+Skips are ValueErrors whose message is the one-line reason the report lists.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from harness.analysis.series import Series
+from harness.analysis.bootstrap import model_resamples, percentile_interval, refit_each
+from harness.analysis.fit import Goodness, fit_chinchilla, fit_chinchilla_batch, fit_power_law, fit_power_law_batch, fit_sigmoid
+
+NEGATED = frozenset({"target_loglik"})  # fitted as a loss: -log p(target) falls with size
+SIGMOID_FREE_CEILING_SIZES = 5  # below this many sizes the ceiling is fixed at 1 (3-4 points cannot pin 4 parameters)
+
+
+@dataclass(frozen=True)
+class FitOutcome:
+    series: Series
+    law: str  # power_law | sigmoid | chinchilla
+    params: dict[str, float]
+    draws: dict[str, np.ndarray]  # bootstrap draws per parameter (empty without resamples)
+    gof: Goodness
+    transform: str  # "identity" or "negate" (the law was fitted to -y)
+    note: str = ""
+    ci_method: str = "none"
+    band: pd.DataFrame | None = field(default=None, repr=False)  # n, estimate, low, high (untransformed y)
+
+    def rows(self, level: float) -> list[dict]:
+        s = self.series
+        out = []
+        for name, value in self.params.items():
+            lo, hi = percentile_interval(self.draws[name], level) if name in self.draws else (np.nan, np.nan)
+            ok = int(np.isfinite(self.draws[name]).sum()) if name in self.draws else 0
+            out.append({"task": s.task, "metric": s.metric, "filter": s.filter, "law": self.law, "param": name,
+                        "estimate": float(value), "ci_low": lo, "ci_high": hi, "ci_level": level,
+                        "ci_method": self.ci_method, "n_boot_ok": ok, "n_sizes": s.n_sizes,
+                        "transform": self.transform, "note": self.note, **self.gof.as_dict()})
+        return out
+
+
+def _check(s: Series, law: str, min_sizes: int = 3) -> None:
+    where = f"{s.task}/{s.metric} ({law})"
+    if s.y.size == 0:
+        raise ValueError(f"{where}: no finite values" + (f" (NaN for {', '.join(s.dropped)})" if s.dropped else ""))
+    if s.n_sizes < min_sizes:
+        raise ValueError(f"{where}: only {s.n_sizes} distinct size(s) {sorted(set(s.n.tolist()))}; "
+                         f"needs >= {min_sizes}, fit skipped")
+    if np.ptp(s.y) == 0:
+        raise ValueError(f"{where}: values are constant ({s.y[0]:g}) across sizes, fit skipped")
+
+
+def _band(n, draws_pred: np.ndarray | None, estimate: np.ndarray, level: float, sign: float) -> pd.DataFrame:
+    lo = hi = np.full(n.size, np.nan)
+    if draws_pred is not None and draws_pred.shape[0] >= 10:
+        tail = 50.0 * (1 - level)
+        lo, hi = np.nanpercentile(sign * draws_pred, [tail, 100 - tail], axis=0)
+    return pd.DataFrame({"n": n, "estimate": sign * estimate, "low": lo, "high": hi})
+
+
+MIN_POINTS_MODEL_BOOTSTRAP = 4  # with 3 points almost every resample repeats one and cannot be fitted
+
+
+def _model_draws(s: Series, fit_params, n_boot: int, seed: int) -> tuple[dict[str, np.ndarray], str]:
+    """Bootstrap over models (points) when the run kept no per-document samples."""
+    if n_boot <= 0 or s.n.size < MIN_POINTS_MODEL_BOOTSTRAP:
+        return {}, "none"
+    idx = model_resamples(s.n.size, n_boot, seed, groups=s.n)
+    if len(idx) < 10:
+        return {}, "none"
+    draws = refit_each(lambda row: fit_params(s.n[row.astype(int)], s.y[row.astype(int)]), idx.astype(float))
+    return draws, f"model bootstrap (R={len(idx)})"
+
+
+def _grid(s: Series) -> np.ndarray:
+    return np.geomspace(s.n.min() / 2.0, s.n.max() * 2.0, 60)
+
+
+def power_law(s: Series, level: float, n_boot: int = 0, seed: int = 0) -> FitOutcome:
+    _check(s, "power_law")
+    sign = -1.0 if s.metric in NEGATED else 1.0
+    fit = fit_power_law(s.n, sign * s.y)
+    grid = _grid(s)
+    if s.boot is not None:
+        e, a, alpha = fit_power_law_batch(s.n, sign * s.boot)
+        draws, method = {"E": e, "A": a, "alpha": alpha}, s.ci_method
+    else:
+        draws, method = _model_draws(s, lambda n, y: fit_power_law(n, sign * y).params, n_boot, seed)
+    pred = None
+    if draws:
+        e, a, alpha = draws["E"], draws["A"], draws["alpha"]
+        pred = e[:, None] + a[:, None] / grid[None, :] ** alpha[:, None]
+    note = "" if fit.params["A"] > 0 else "no decrease with size: flat fit (A = 0)"
+    return FitOutcome(s, "power_law", fit.params, draws, fit.gof, "negate" if sign < 0 else "identity", note,
+                      method, _band(grid, pred, fit.predict(grid), level, sign))
+
+
+def sigmoid(s: Series, level: float, n_boot: int = 0, seed: int = 0) -> FitOutcome:
+    _check(s, "sigmoid")
+    if s.y.min() < 0 or s.y.max() > 1:
+        raise ValueError(f"{s.task}/{s.metric} (sigmoid): values outside [0, 1], not an accuracy; fit skipped")
+    ceiling = None if s.n_sizes >= SIGMOID_FREE_CEILING_SIZES else 1.0
+    fit = fit_sigmoid(s.n, s.y, ceiling=ceiling)
+    params = {**fit.params, "N_star": fit.threshold}
+    grid = _grid(s)
+    pred = None
+    if s.boot is not None:
+        draws = refit_each(lambda row: fit_sigmoid(s.n, row, ceiling=ceiling, start=fit.params).params, s.boot)
+        method = s.ci_method
+    else:
+        draws, method = _model_draws(
+            s, lambda n, y: fit_sigmoid(n, y, ceiling=ceiling, start=fit.params).params, n_boot, seed)
+    if draws:
+        draws["N_star"] = 10.0 ** draws["x0"]
+        u = np.log10(grid)[None, :]
+        pred = draws["floor"][:, None] + (draws["ceiling"] - draws["floor"])[:, None] / (
+            1 + np.exp(-draws["k"][:, None] * (u - draws["x0"][:, None])))
+    notes = []
+    if ceiling is not None:
+        notes.append(f"ceiling fixed at 1 (< {SIGMOID_FREE_CEILING_SIZES} sizes)")
+    if fit.threshold_outside_range:
+        notes.append(f"N* = {fit.threshold:.3g} outside the measured range {s.n.min():.3g}-{s.n.max():.3g}")
+    return FitOutcome(s, "sigmoid", params, draws, fit.gof, "identity", "; ".join(notes), method,
+                      _band(grid, pred, fit.predict(grid), level, 1.0))
+
+
+def chinchilla(s: Series, level: float, n_boot: int = 0, seed: int = 0) -> FitOutcome:
+    """L(N, D) over every (model, revision) point with a known token count."""
+    known = np.isfinite(s.d) & (s.d > 0)
+    per_size = pd.Series(s.d[known]).groupby(s.n[known]).nunique()
+    if (per_size >= 2).sum() < 3:
+        raise ValueError(f"{s.task}/{s.metric} (chinchilla): needs >= 2 token counts (revisions) for >= 3 sizes, "
+                         f"has {int((per_size >= 2).sum())} such size(s); fit skipped")
+    if np.any(s.y[known] <= 0) or np.ptp(s.y[known]) == 0:
+        raise ValueError(f"{s.task}/{s.metric} (chinchilla): losses must vary and be > 0; fit skipped")
+    n, d, y = s.n[known], s.d[known], s.y[known]
+    fit = fit_chinchilla(n, d, y, refine=True)  # the bootstrap refits use the same tight tolerances
+    params = dict(fit.params)
+    params["N_opt_exponent"] = params["beta"] / (params["alpha"] + params["beta"])
+    params["D_opt_exponent"] = params["alpha"] / (params["alpha"] + params["beta"])
+    draws = {}
+    if s.boot is not None:
+        draws = fit_chinchilla_batch(n, d, s.boot[:, known], fit.theta)
+        draws["N_opt_exponent"] = draws["beta"] / (draws["alpha"] + draws["beta"])
+        draws["D_opt_exponent"] = draws["alpha"] / (draws["alpha"] + draws["beta"])
+    from harness.analysis.fit._common import goodness
+
+    note = f"{int(known.sum())} (N, D) points; Huber delta 1e-3, 4,500-start grid"
+    if s.boot is None:
+        note += "; no intervals without per-document samples"
+    return FitOutcome(s, "chinchilla", params, draws, goodness(y, fit.predict(n, d), 5), "identity", note,
+                      s.ci_method)

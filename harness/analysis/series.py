@@ -1,0 +1,124 @@
+"""From a run's Parquet tables to the (size, value) series that get fitted, with resampled copies.
+
+A series is one task and metric over (model, revision) points: value from scores.parquet, size =
+n_params_nonembedding, tokens = tokens_trained, plus (R, M) bootstrap values drawn from the
+per-document samples (paired: the same documents for every model; same draws for every metric of
+a task, so discrete and continuous curves are compared on identical resamples).
+"""
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from harness.analysis.bootstrap import DocMatrix, paired_doc_bootstrap
+
+# Rolling-perplexity metrics are ratios of sums over documents, as lm-eval aggregates them.
+_RATIO_DENOM = {"bits_per_byte": ("n_bytes", math.log(2.0)), "nll_per_token": ("n_tokens", 1.0)}
+
+
+@dataclass(frozen=True)
+class Series:
+    task: str
+    metric: str
+    filter: str
+    models: tuple[str, ...]
+    revisions: tuple[str, ...]  # "" where the run had none
+    n: np.ndarray  # non-embedding parameters per point
+    d: np.ndarray  # tokens trained per point (NaN when unknown)
+    y: np.ndarray
+    boot: np.ndarray | None  # (R, M) resampled values, None without per-document samples
+    dropped: tuple[str, ...] = ()  # points left out (NaN value or size), named
+
+    @property
+    def n_sizes(self) -> int:
+        return int(np.unique(self.n).size)
+
+    @property
+    def ci_method(self) -> str:
+        if self.boot is None:
+            return "none"
+        return f"paired document bootstrap (R={self.boot.shape[0]})"
+
+
+def task_seed(seed: int, task: str) -> int:
+    return (seed * 1_000_003 + zlib.crc32(task.encode())) % (2**32)
+
+
+def pick_filter(scores: pd.DataFrame, task: str, metric: str) -> str | None:
+    """lm-eval may report a metric under several filters: prefer "none", else the first by name."""
+    filters = sorted(scores.loc[(scores["task"] == task) & (scores["metric"] == metric), "filter"].astype(str).unique())
+    if not filters:
+        return None
+    return "none" if "none" in filters else filters[0]
+
+
+def final_revisions(rows: pd.DataFrame) -> pd.DataFrame:
+    """Keep each model's last checkpoint: most tokens trained, else the highest step<N>/name."""
+    def rank(r):
+        step = str(r["revision"]).removeprefix("step")
+        tokens = r["tokens_trained"]
+        return (0 if pd.isna(tokens) else 1, -1 if pd.isna(tokens) else tokens,
+                int(step) if step.isdigit() else -1, str(r["revision"]))
+
+    keep = [max(group.index, key=lambda i: rank(group.loc[i])) for _, group in rows.groupby("model", sort=True)]
+    return rows.loc[keep]
+
+
+def build_series(scores: pd.DataFrame, samples: pd.DataFrame | None, task: str, metric: str, *,
+                 final_only: bool, n_boot: int, seed: int) -> Series | None:
+    """The series for (task, metric); None when scores.parquet has no such rows."""
+    flt = pick_filter(scores, task, metric)
+    if flt is None:
+        return None
+    rows = scores[(scores["task"] == task) & (scores["metric"] == metric) & (scores["filter"].astype(str) == flt)]
+    rows = rows.drop_duplicates(["model", "revision"], keep="last")  # a resumed run may repeat a shard
+    if final_only:
+        rows = final_revisions(rows)
+    rows = rows.sort_values(["n_params_nonembedding", "model", "revision"])
+    bad = ~np.isfinite(rows["value"].to_numpy(float)) | ~(rows["n_params_nonembedding"].to_numpy(float) > 0)
+    dropped = tuple(f"{m}@{r}" if r else m for m, r in zip(rows["model"][bad], rows["revision"][bad]))
+    rows = rows[~bad]
+    keys = list(zip(rows["model"], rows["revision"]))
+    boot = None
+    if samples is not None and n_boot > 0 and len(keys) > 0:
+        docs = doc_matrix(samples, task, metric, keys)
+        if docs is not None:
+            boot = paired_doc_bootstrap(docs, n_boot, task_seed(seed, task), base=rows["value"].to_numpy(float))
+    return Series(task=task, metric=metric, filter=flt, models=tuple(rows["model"]), revisions=tuple(rows["revision"]),
+                  n=rows["n_params_nonembedding"].to_numpy(float), d=rows["tokens_trained"].to_numpy(float),
+                  y=rows["value"].to_numpy(float), boot=boot, dropped=dropped)
+
+
+def doc_matrix(samples: pd.DataFrame, task: str, metric: str, keys: list[tuple[str, str]]) -> DocMatrix | None:
+    """Per-document numerators/denominators for the given (model, revision) keys on shared docs."""
+    sub = samples[samples["task"] == task]
+    if metric in _RATIO_DENOM:
+        denom_col, scale = _RATIO_DENOM[metric]
+        cols = ["target_loglik", denom_col]
+    else:
+        denom_col, scale, cols = None, 1.0, [metric]
+    if any(c not in sub.columns for c in cols):
+        return None
+    sub = sub.dropna(subset=cols)
+    tables = []
+    for model, revision in keys:
+        part = sub[(sub["model"] == model) & (sub["revision"] == revision)].drop_duplicates("doc_id")
+        if part.empty:
+            return None
+        tables.append(part.set_index("doc_id")[cols])
+    shared = sorted(set.intersection(*(set(t.index) for t in tables)))
+    if len(shared) < 2:
+        return None
+    if denom_col is None:
+        numer = np.stack([t.loc[shared, metric].to_numpy(float) for t in tables])
+        denom = np.ones_like(numer)
+    else:
+        numer = np.stack([-t.loc[shared, "target_loglik"].to_numpy(float) for t in tables])
+        denom = np.stack([t.loc[shared, denom_col].to_numpy(float) * scale for t in tables])
+        if np.any(denom.sum(1) <= 0):
+            return None
+    return DocMatrix(numer=numer, denom=denom, doc_ids=tuple(int(i) for i in shared))

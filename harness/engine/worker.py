@@ -1,0 +1,132 @@
+"""The Ray actor: load one model revision once, score shards of requests on demand.
+
+`ShardWorker` is a plain class (tested without Ray); the driver wraps it with `ray.remote`.
+Errors the driver must act on come back as values, not exceptions, so a model that cannot load
+fails its own shards without looking like a dead node.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+from harness.errors import UserError
+from harness.plan.models import Checkpoint
+from harness.backends.scorer import ModelLoadError, NonFiniteScoreError, Scorer
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
+
+
+def _assigned_resources() -> dict[str, float] | None:
+    """What Ray granted this actor (CPU, GPU fractions), or None outside Ray."""
+    ray = sys.modules.get("ray")  # inside an actor Ray is loaded; elsewhere, do not import it
+    try:
+        if ray is None or not ray.is_initialized():
+            return None
+        return {k: float(v) for k, v in ray.get_runtime_context().get_assigned_resources().items()}
+    except Exception:  # noqa: BLE001 - informative only
+        return None
+
+
+def _free_accelerator_memory() -> None:
+    torch = sys.modules.get("torch")
+    try:
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # noqa: BLE001 - best effort
+        pass
+
+
+class ShardWorker:
+    """Holds one model; `score` turns a list of Instances into request rows.
+
+    Example (without Ray):
+        worker = ShardWorker(checkpoint, "float32", "cpu", "hf", batch_size=8)
+        result = worker.score(instances)   # {"status": "done", "rows": [...], "seconds": ...}
+    """
+
+    def __init__(self, checkpoint: Checkpoint, dtype: str, device: str, backend: str,
+                 batch_size: int, threads: int | None = None, trust_remote_code: bool = False,
+                 allow_pickle: bool = False, num_gpus: float = 0.0) -> None:
+        if threads:
+            import torch
+
+            # One torch thread per CPU slot: N single-thread workers beat one N-thread worker on
+            # these small matmuls, and they never oversubscribe the cores.
+            torch.set_num_threads(threads)
+            os.environ["OMP_NUM_THREADS"] = str(threads)
+        from harness.plan.requests import quiet_libraries
+
+        quiet_libraries()
+        self.scorer: Scorer | None = None
+        self.switch(checkpoint, dtype, device, backend, batch_size, trust_remote_code, allow_pickle, num_gpus)
+
+    def switch(self, checkpoint: Checkpoint, dtype: str, device: str, backend: str, batch_size: int,
+               trust_remote_code: bool = False, allow_pickle: bool = False,
+               num_gpus: float = 0.0) -> dict[str, Any]:
+        """Drop the model held and load another in this process; returns `info()`.
+
+        On CPU slots the driver moves a replica to the next model this way: a new actor would
+        pay several seconds of importing torch, transformers and lm-eval again.
+        """
+        self.scorer = None  # free the old weights before loading the new ones
+        _free_accelerator_memory()
+        self._args = (checkpoint, dtype, device, backend, trust_remote_code, allow_pickle)
+        # A replica that holds more than one GPU spreads its layers over them (device_map="auto").
+        self.device_map = "auto" if num_gpus > 1 else None
+        self.batch_size = batch_size
+        self.load_error: str | None = None
+        started = time.perf_counter()
+        try:
+            self.scorer = self._load(batch_size)
+        except (ModelLoadError, UserError) as exc:
+            self.load_error = str(exc)
+        self.load_seconds = time.perf_counter() - started
+        return self.info()
+
+    def _load(self, batch_size: int) -> Scorer:
+        checkpoint, dtype, device, backend, trust, pickle_ok = self._args
+        return Scorer(checkpoint, dtype, device, backend, batch_size, trust, pickle_ok, self.device_map)
+
+    def info(self) -> dict[str, Any]:
+        if self.scorer is None:
+            return {"error": self.load_error}
+        params = self.scorer.params
+        return {"n_params": params.total, "n_params_nonembedding": params.nonembedding,
+                "device": self.scorer.device, "load_seconds": self.load_seconds, "pid": os.getpid(),
+                "resources": _assigned_resources()}
+
+    def score(self, instances: list) -> dict[str, Any]:
+        """Score one shard. Returns a dict with status done | load_error | failed."""
+        if self.scorer is None:
+            return {"status": "load_error", "error": self.load_error}
+        started = time.perf_counter()
+        while True:
+            try:
+                rows = self.scorer.score(instances)
+                break
+            except NonFiniteScoreError as exc:
+                return {"status": "failed", "error": str(exc), "retry": False}
+            except Exception as exc:  # noqa: BLE001 - OOM handling below, the rest is reported
+                if not _is_out_of_memory(exc):
+                    return {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "retry": True}
+                if self.batch_size <= 1:
+                    return {"status": "failed", "retry": False,
+                            "error": "out of memory at batch size 1; use a larger device or a smaller dtype"}
+                self._shrink_batch()
+        return {"status": "done", "rows": rows, "seconds": time.perf_counter() - started,
+                "batch_size": self.batch_size, **self.info()}
+
+    def _shrink_batch(self) -> None:
+        """Halve the batch size after an out-of-memory error and rebuild the LM around the model."""
+        from harness.backends.scorer import make_lm
+
+        self.batch_size = max(1, self.batch_size // 2)
+        _, _, _, backend, _, _ = self._args
+        _free_accelerator_memory()
+        scorer = self.scorer
+        scorer.lm = make_lm(backend, scorer.model, scorer.tokenizer, scorer.device, self.batch_size)

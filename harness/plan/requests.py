@@ -1,0 +1,174 @@
+"""Finding lm-eval tasks and building their requests once, exactly as `simple_evaluate` would.
+
+Few-shot contexts come from one RNG per task consumed document by document (NOTES.md), so the
+requests are built once here with rank 0 / world size 1 and only then split into shards.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UserError
+from harness.results.store import TARGET_REQUEST_IDX
+
+
+def quiet_libraries() -> None:
+    """lm-eval and datasets log every task build; keep the terminal for our progress bar."""
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    for name in ("lm-eval", "lm_eval", "datasets", "transformers", "accelerate"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+        datasets.logging.set_verbosity_error()
+    except Exception:  # noqa: BLE001 - cosmetics only
+        pass
+    try:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except Exception:  # noqa: BLE001
+        pass
+
+
+@dataclass
+class BuiltTask:
+    """A loaded lm-eval task with its instances (plus the harness's target requests)."""
+
+    name: str
+    task: Any  # lm_eval ConfigurableTask
+    instances: list  # lm-eval Instances, including target-likelihood ones (request_idx -1)
+    num_fewshot: int
+    output_type: str
+
+    def doc_ids(self) -> list[int]:
+        return sorted({inst.doc_id for inst in self.instances})
+
+
+def task_manager(include_paths: Sequence[Path], include_defaults: bool = True):
+    from lm_eval.tasks import TaskManager
+
+    existing = [str(p) for p in include_paths if Path(p).is_dir()]
+    return TaskManager(include_path=existing or None, include_defaults=include_defaults)
+
+
+def _unparsable_yaml(include_paths: Sequence[Path]) -> list[str]:
+    """Task YAML files in the include paths that do not parse (lm-eval skips them silently)."""
+    import yaml
+
+    class _Lenient(yaml.SafeLoader):
+        pass
+
+    # lm-eval YAML may carry `!function` tags; only syntax errors matter here.
+    _Lenient.add_multi_constructor("!", lambda loader, suffix, node: None)
+    broken = []
+    for folder in include_paths:
+        for path in sorted(Path(folder).rglob("*.yaml")) if Path(folder).is_dir() else []:
+            try:
+                yaml.load(path.read_text(), Loader=_Lenient)  # noqa: S506 - lenient SafeLoader subclass
+            except yaml.YAMLError as exc:
+                mark = getattr(exc, "problem_mark", None)
+                where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+                broken.append(f"{path}{where}: {getattr(exc, 'problem', None) or exc}")
+    return broken
+
+
+def check_task_names(manager: Any, names: Sequence[str], include_paths: Sequence[Path]) -> None:
+    known = set(manager.all_tasks)
+    for name in names:
+        if name in known:
+            continue
+        broken = _unparsable_yaml(include_paths)
+        if broken:
+            raise UserError(f"unknown task {name!r}; a task file does not parse: {broken[0]} (fix the YAML)")
+        hint = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
+        where = ", ".join(str(p) for p in include_paths) or "(none)"
+        did = f"did you mean {', '.join(hint)}? " if hint else ""
+        raise UserError(f"unknown task {name!r}: {did}tasks are looked for in lm-eval's built-in "
+                        f"tasks and in {where} (`harness ls tasks` lists them; add folders with --include-path)")
+
+
+def load_tasks(names: Sequence[str], include_paths: Sequence[Path]) -> dict[str, Any]:
+    """lm-eval Task objects by name. Groups are expanded to their member tasks."""
+    quiet_libraries()
+    # Indexing lm-eval's ~15,000 built-in tasks takes 5-15 s; skip it when our folders suffice.
+    manager = task_manager(include_paths, include_defaults=False)
+    if not set(names) <= set(manager.all_tasks):
+        manager = task_manager(include_paths)
+    check_task_names(manager, names, include_paths)
+    try:
+        loaded = manager.load(list(names))
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a broken task folder is user input
+        raise UserError(f"could not load tasks {', '.join(names)}: {type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''} (check the task YAML and its data files)") from None
+    return dict(loaded["tasks"])
+
+
+def resolve_num_fewshot(task: Any, requested: int | None) -> int:
+    """simple_evaluate's rule: a task fixed at 0 shots stays at 0; None means the task's default or 0."""
+    default = task.get_config("num_fewshot")
+    if requested is not None and default != 0:
+        return requested
+    return default or 0
+
+
+def build_requests(name: str, task: Any, num_fewshot: int | None, limit: int | None, seed: int) -> BuiltTask:
+    """Build every request of a task once (rank 0 of 1) and add the target-likelihood requests."""
+    shots = resolve_num_fewshot(task, num_fewshot)
+    task.set_config(key="num_fewshot", value=shots)
+    task.set_fewshot_seed(seed=seed)
+    _check_fewshot_pool(name, task, shots)
+    try:
+        task.build_all_requests(limit=limit, rank=0, world_size=1)
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - bad data (missing fields) is user input
+        raise UserError(f"task {name!r}: building requests failed: {type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''} (do the data rows have the fields the YAML reads?)") from None
+    instances = list(task.instances)
+    if not instances:
+        raise UserError(f"task {name!r} has no documents; check its data files and split names")
+    if any(inst.repeats != 1 for inst in instances):
+        raise UserError(f"task {name!r} uses repeats > 1 (sampling); the harness scores greedy tasks only")
+    output_type = task.get_config("output_type")
+    if output_type == "generate_until":
+        instances += target_requests(task, instances)
+    return BuiltTask(name, task, instances, shots, output_type)
+
+
+def _check_fewshot_pool(name: str, task: Any, shots: int) -> None:
+    if shots <= 0:
+        return
+    docs = task.fewshot_docs()
+    if docs is not None and len(docs) < shots:
+        raise UserError(f"task {name!r}: num_fewshot {shots} but its few-shot split holds only "
+                        f"{len(docs)} documents; lower --num-fewshot")
+
+
+def target_requests(task: Any, generation_instances: list) -> list:
+    """For each generation request, the log-likelihood of the gold target after the same prompt.
+
+    This continuous twin of exact match is what shows whether an emergent jump is a metric
+    artefact (Schaeffer et al. 2023).
+    """
+    from lm_eval.api.instance import Instance
+
+    delimiter = task.config.target_delimiter
+    extra = []
+    for inst in generation_instances:
+        target = task.doc_to_target(inst.doc)
+        target = target[0] if isinstance(target, list) and target else target
+        extra.append(Instance(request_type="loglikelihood", doc=inst.doc,
+                              arguments=(inst.args[0], f"{delimiter}{target}"),
+                              idx=TARGET_REQUEST_IDX, metadata=inst.metadata))
+    return extra

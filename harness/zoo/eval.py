@@ -1,0 +1,186 @@
+"""Reference evaluation of a zoo ladder with lm-eval itself (HFLM on CPU): the figures behind the
+ladder's claims (zoo/README.md, tests/test_ladder_claims.py).
+
+Requests are built by lm-eval's own tasks and scored by lm-eval's HFLM; metrics come from the
+task's `process_results`. Added, as in the results contract: `target_loglik` (log-likelihood of the
+gold target given the same prompt; of the gold choice; of the whole document) and, for rolling
+perplexity, `nll_per_token`.
+
+    python -m harness.zoo.eval --root zoo --out zoo/eval.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from functools import lru_cache
+from pathlib import Path
+
+from harness.zoo.ladder import list_ladder
+
+TASKS_DIR = Path(__file__).resolve().parents[2] / "tasks"
+FEWSHOT_TASKS = ("zoo_arith_2d_add", "zoo_arith_2d_sub", "zoo_arith_3d_add", "zoo_recall", "zoo_largest")
+PPL_TASK = "zoo_english"
+FEWSHOT_SEED = 1234
+
+
+@lru_cache(maxsize=1)
+def _task_manager():
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=str(TASKS_DIR))  # indexing lm-eval's task folders takes seconds: once
+
+
+def load_tasks(names: list[str]) -> dict:
+    """Fresh task objects (building requests mutates them)."""
+    return _task_manager().load(names)["tasks"]
+
+
+def make_lm(folder: str | Path, batch_size: int = 16):
+    """float32 compute: with the stored bf16 dtype HFLM's log-softmax is bf16 too and a document's
+    log-likelihood comes out rounded to ~1% (seen: -466.0, -524.0), too coarse to order the ladder."""
+    from lm_eval.models.huggingface import HFLM
+
+    return HFLM(pretrained=str(folder), device="cpu", batch_size=batch_size, dtype="float32")
+
+
+def _instance(doc, doc_id: int, task_name: str, context: str, continuation: str):
+    from lm_eval.api.instance import Instance
+
+    return Instance(request_type="loglikelihood", doc=doc, arguments=(context, continuation), idx=0,
+                    metadata=(task_name, doc_id, 1))
+
+
+def score_task(lm, task, limit: int | None = None) -> dict:
+    """Per-document metrics of one task: {"metrics": {name: value}, "per_doc": {name: [...]}}."""
+    task.set_fewshot_seed(seed=FEWSHOT_SEED)
+    task.build_all_requests(limit=limit, samples=None, rank=0, world_size=1)
+    instances = task.instances
+    kind = instances[0].request_type
+    if kind == "generate_until":
+        outputs = lm.generate_until(instances)
+    elif kind == "loglikelihood":
+        outputs = lm.loglikelihood(instances)
+    else:
+        outputs = lm.loglikelihood_rolling(instances)
+    for inst, out in zip(instances, outputs):
+        inst.resps = [out]
+    task.apply_filters()
+    by_doc: dict[int, list] = defaultdict(list)
+    for inst in instances:
+        by_doc[inst.doc_id].append(inst)
+    doc_ids = sorted(by_doc)
+    per_doc: dict[str, list] = defaultdict(list)
+    for doc_id in doc_ids:
+        group = sorted(by_doc[doc_id], key=lambda i: i.idx)
+        doc = group[0].doc
+        for name, value in task.process_results(doc, [i.filtered_resps["none"] for i in group]).items():
+            per_doc[name].append(value)
+    if kind == "generate_until":
+        # Target log-likelihood: the gold answer as the continuation of the very prompt generated from.
+        golds = [_instance(by_doc[d][0].doc, d, task.config.task, by_doc[d][0].arguments[0],
+                           task.config.target_delimiter + str(task.doc_to_target(by_doc[d][0].doc))) for d in doc_ids]
+        per_doc["target_loglik"] = [ll for ll, _ in lm.loglikelihood(golds)]
+    elif kind == "loglikelihood":
+        per_doc["target_loglik"] = [
+            sorted(by_doc[d], key=lambda i: i.idx)[task.doc_to_target(by_doc[d][0].doc)].resps[0][0] for d in doc_ids]
+    else:
+        per_doc["target_loglik"] = [by_doc[d][0].resps[0] for d in doc_ids]
+        per_doc["n_tokens"] = [len(lm.tok_encode(task.doc_to_target(by_doc[d][0].doc))) for d in doc_ids]
+    aggregation = task.aggregation()
+    metrics = {name: float(aggregation[name](per_doc[name])) for name in aggregation if name in per_doc}
+    metrics["target_loglik"] = sum(per_doc["target_loglik"]) / len(doc_ids)
+    if kind == "loglikelihood_rolling":
+        metrics["nll_per_token"] = -sum(per_doc["target_loglik"]) / sum(per_doc["n_tokens"])
+        # the perplexity metrics' per-document items are (loglik, weight) pairs; keep the scalars only
+        per_doc = {k: per_doc[k] for k in ("target_loglik", "n_tokens")}
+    return {"metrics": metrics, "per_doc": {k: [float(x) for x in v] for k, v in per_doc.items()}, "n": len(doc_ids)}
+
+
+def evaluate_checkpoint(job: tuple) -> list[dict]:
+    """All tasks of one checkpoint: (root, ladder row, task names, limit, threads) -> result rows."""
+    import torch
+
+    root, row, names, limit, threads = job
+    if threads:
+        torch.set_num_threads(threads)
+    lm = make_lm(Path(root) / row["name"] / row["revision"])
+    tasks = load_tasks(names)
+    keys = ("name", "revision", "step", "n_params", "n_params_nonembedding", "tokens_trained")
+    out = []
+    for name in names:
+        scored = score_task(lm, tasks[name], limit)
+        out.append({**{k: row[k] for k in keys}, "task": name, **scored})
+        print(f"{row['name']} {row['revision']} {name} {json.dumps(scored['metrics'])}", flush=True)
+    return out
+
+
+def evaluate_ladder(root: str | Path, limit: int | None = None, workers: int = 1) -> dict:
+    """Perplexity on every checkpoint, the few-shot tasks on each size's final checkpoint."""
+    import lm_eval
+
+    rows = list_ladder(root)
+    final = {r["name"]: max(x["step"] for x in rows if x["name"] == r["name"]) for r in rows}
+    jobs = [(str(root), row, [PPL_TASK] + (list(FEWSHOT_TASKS) if row["step"] == final[row["name"]] else []), limit,
+             1 if workers > 1 else None) for row in rows]
+    if workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = [r for rs in pool.map(evaluate_checkpoint, jobs) for r in rs]
+    else:
+        results = [r for job in jobs for r in evaluate_checkpoint(job)]
+    return {"lm_eval_version": lm_eval.__version__, "limit": limit, "device": "cpu", "dtype": "float32",
+            "fewshot_seed": FEWSHOT_SEED, "results": results}
+
+
+def figures_markdown(report: dict) -> str:
+    """The README's tables: final checkpoints x tasks, and held-out loss per size x tokens."""
+    rows = report["results"]
+    sizes = sorted({r["name"] for r in rows}, key=lambda n: next(r["n_params"] for r in rows if r["name"] == n))
+    final = {}
+    for r in rows:
+        if r["step"] >= final.get((r["name"], r["task"]), {"step": -1})["step"]:
+            final[(r["name"], r["task"])] = r
+    head = ["size", "non-emb. params", "params", "tokens", "English loss (nats/token)", "bits/byte"]
+    for task in FEWSHOT_TASKS:
+        short = task.removeprefix("zoo_")
+        head += [f"{short} {'acc' if task == 'zoo_largest' else 'EM'}", f"{short} target loglik"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for name in sizes:
+        eng = final[(name, PPL_TASK)]
+        cells = [name, f"{eng['n_params_nonembedding']:,}", f"{eng['n_params']:,}", f"{eng['tokens_trained'] / 1e6:.2f}M",
+                 f"{eng['metrics']['nll_per_token']:.3f}", f"{eng['metrics']['bits_per_byte']:.3f}"]
+        for task in FEWSHOT_TASKS:
+            m = final[(name, task)]["metrics"]
+            cells += [f"{100 * m['acc' if task == 'zoo_largest' else 'exact_match']:.1f}%", f"{m['target_loglik']:.3f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    steps = sorted({r["step"] for r in rows})
+    tokens = {r["step"]: r["tokens_trained"] for r in rows}
+    lines += ["", "| held-out loss (nats/token) | " + " | ".join(f"{tokens[s] / 1e6:.2f}M" for s in steps) + " |",
+              "|" + " --- |" * (len(steps) + 1)]
+    for name in sizes:
+        by_step = {r["step"]: r["metrics"]["nll_per_token"] for r in rows if r["name"] == name and r["task"] == PPL_TASK}
+        lines.append(f"| {name} | " + " | ".join(f"{by_step[s]:.3f}" if s in by_step else "" for s in steps) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Evaluate a zoo ladder with lm-eval (HFLM, CPU).")
+    parser.add_argument("--root", default="zoo")
+    parser.add_argument("--out", default="zoo/eval.json")
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--workers", type=int, default=1, help="checkpoints evaluated in parallel processes")
+    parser.add_argument("--table", action="store_true", help="print the README tables of an existing --out file")
+    args = parser.parse_args()
+    if args.table:
+        print(figures_markdown(json.loads(Path(args.out).read_text())))
+        return
+    report = evaluate_ladder(args.root, args.limit, args.workers)
+    Path(args.out).write_text(json.dumps(report, separators=(",", ":")) + "\n")
+
+
+if __name__ == "__main__":
+    main()
