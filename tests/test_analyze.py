@@ -50,8 +50,9 @@ def make_run(root: Path, sizes=SIZES, samples=True, acc_values=None, tasks=("wik
         em = (rng.uniform(size=N_DOCS) < EXACT[i]).astype(float)
         edit = np.maximum(rng.normal(EDIT[i], 1.0, N_DOCS), 0)
         tl = rng.normal(-EDIT[i], 0.5, N_DOCS)
+        # Under a filter other than "none" the results stage names the sample column "metric,filter".
         docs.append(pd.DataFrame({"model": model, "revision": "step30", "task": "arith", "doc_id": np.arange(N_DOCS),
-                                  "exact_match": em, "edit_distance": edit, "target_loglik": tl}))
+                                  "exact_match,remove_whitespace": em, "edit_distance": edit, "target_loglik": tl}))
         scores += _score_rows(model, "step30", "arith", n, int(TOKENS[-1]), {
             "exact_match": em.mean(), "edit_distance": edit.mean(), "target_loglik": tl.mean()},
             filters={"exact_match": "remove_whitespace"})
@@ -114,6 +115,16 @@ def test_mirage_and_no_jump_verdicts(analyzed):
     verdicts = {v.task: v for v in summary.verdicts}
     assert verdicts["arith"].verdict.startswith("mirage") and verdicts["arith"].discrete_metric == "exact_match"
     assert verdicts["mc"].verdict.startswith("no jump")
+
+
+def test_filtered_metric_has_document_bootstrap_intervals(analyzed):
+    run, _ = analyzed
+    fits = pd.read_parquet(run / "fits.parquet")
+    em = fits[(fits.task == "arith") & (fits.metric == "exact_match") & fits.law.isin(["sigmoid", "emergence"])]
+    assert set(em["filter"]) == {"remove_whitespace"} and set(em["law"]) == {"sigmoid", "emergence"}
+    assert em["ci_method"].str.startswith("paired document bootstrap").all()
+    score = em[em.law == "emergence"].iloc[0]
+    assert np.isfinite(score.ci_low) and score.ci_low < score.ci_high
 
 
 def test_backtest_reports_error_and_interval(analyzed):

@@ -5,14 +5,14 @@ import pandas as pd
 import pytest
 
 from harness.analysis import compute
-from harness.cli import analyze as cli_analyze
+from harness.cli import compute as cli_compute
 from harness.errors import UserError
 from harness.analysis.fit import CHINCHILLA_PAPER
 
 
 def _cli(argv):
     parser = argparse.ArgumentParser(prog="harness")
-    cli_analyze.register(parser.add_subparsers(dest="verb"))
+    cli_compute.register(parser.add_subparsers(dest="verb"))
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -24,7 +24,7 @@ from harness.engine.driver import Driver, RunState
 from harness.plan.shards import build_plan
 from harness.engine.progress import Progress
 from harness.engine.run import run_sweep
-from harness.backends.scorer import ParamCounts
+from harness.backends.loading import ParamCounts
 from harness.engine.worker import ShardWorker
 from tests.tiny import TASK_NAMES
 
@@ -227,7 +227,7 @@ def test_a_replica_ray_cannot_place_does_not_stall_the_run(tiny_world, tmp_path)
 
     sweep = _sweep(tiny_world, tmp_path / "run", tasks=["tiny_mc"], limit=2, max_attempts=2)
     plan = build_plan(sweep)
-    progress = Progress(Counter(s.replica.key for s in plan.shards), 0, stream=io.StringIO())
+    progress = Progress(Counter(s.model_revision.key for s in plan.shards), 0, stream=io.StringIO())
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
     try:
 

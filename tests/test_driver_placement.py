@@ -68,12 +68,12 @@ def test_driver_places_replicas_on_logical_gpus(tiny_world, tmp_path):
         "docs_per_shard": 2, "batch_size": 1, "device": "auto"}, "test")
     plan = build_plan(sweep)
     state = RunState()
-    progress = Progress(Counter(s.replica.key for s in plan.shards), sum(s.n_requests for s in plan.shards),
+    progress = Progress(Counter(s.model_revision.key for s in plan.shards), sum(s.n_requests for s in plan.shards),
                         stream=io.StringIO())
     ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
     try:
         driver = Driver(plan, tmp_path / "run", progress, state, gpu_memory_bytes=16 * GB)
-        driver.execute(plan.pending(tmp_path / "run"))
+        driver.execute(plan.shards)
         as_cpu = Driver(build_plan(sweep_from_mapping({**_raw(sweep), "device": "cpu"}, "test")),
                         tmp_path / "cpu", progress, RunState())._make_layout(plan.shards)
     finally:

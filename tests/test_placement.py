@@ -7,8 +7,9 @@ import math
 import pytest
 
 from harness.errors import UserError
+from harness.scheduling.costs import replica_load_s
 from harness.scheduling.placement import (
-    ModelCost, balanced_finish_s, model_cost, model_shape, place, replica_load_s,
+    ModelCost, balanced_finish_s, model_cost, model_shape, place,
     replica_memory_bytes, shard_flops,
 )
 from harness.scheduling.resources import ClusterResources, NodeResources, ResourcePool

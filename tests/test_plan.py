@@ -5,7 +5,8 @@ from __future__ import annotations
 import shutil
 
 from harness.config import apply_overrides, sweep_from_mapping
-from harness.plan.shards import build_plan, safetensors_param_count, summarize
+from harness.checkpoint import safetensors_param_count
+from harness.plan.shards import build_plan, summarize
 
 
 def _sweep(world, tmp_path, **extra):
@@ -29,11 +30,11 @@ def test_shards_keep_documents_whole_and_keys_stable(tiny_world, tmp_path):
     per_doc = {}
     for shard in plan.shards:
         for inst in shard.instances:
-            per_doc.setdefault((shard.replica.key, shard.task, inst.doc_id), set()).add(shard.key)
+            per_doc.setdefault((shard.model_revision.key, shard.task, inst.doc_id), set()).add(shard.key)
     assert all(len(keys) == 1 for keys in per_doc.values())
     # multiple choice only on the final revision; 12 docs in shards of 5 -> 3 shards per replica
     mc = [s for s in plan.shards if s.task == "tiny_mc"]
-    assert {s.replica.revision for s in mc} == {"step2"} and len(mc) == 3
+    assert {s.model_revision.revision for s in mc} == {"step2"} and len(mc) == 3
     assert len([s for s in plan.shards if s.task == "tiny_ppl"]) == 6
     # generation tasks carry one extra target-likelihood request per document
     gen = plan.tasks["tiny_gen"]
@@ -64,7 +65,7 @@ def test_summary_counts_without_loading_weights(tiny_world, tmp_path):
 def test_long_documents_close_a_shard_early(tiny_world, tmp_path):
     sweep = _sweep(tiny_world, tmp_path, tokens_per_shard=200, docs_per_shard=50)
     plan = build_plan(sweep)
-    ppl = [s for s in plan.shards if s.task == "tiny_ppl" and s.replica.revision == "step2"]
+    ppl = [s for s in plan.shards if s.task == "tiny_ppl" and s.model_revision.revision == "step2"]
     # perplexity documents are 50-175 estimated tokens: shards close at the budget, not at 50 docs
     assert len(ppl) >= 6 and sum(len(s.doc_ids) for s in ppl) == 12
     assert all(s.est_tokens <= 200 or len(s.doc_ids) == 1 for s in ppl)

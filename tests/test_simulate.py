@@ -138,6 +138,6 @@ def test_simulate_the_real_shards_of_a_plan(tiny_world):
     result = simulate_plan(plan, gpus=0, gpu_mem_gb=0, cpus=4, params=NO_LOADS)
     assert not result.synthetic
     assert result.shards == result.shards_run == len(plan.shards)
-    assert {m.model for m in result.per_model} == {r.key for r in plan.replicas}
+    assert {m.model for m in result.per_model} == {r.key for r in plan.model_revisions}
     assert result.total_flops == pytest.approx(sum(s.cost for s in plan.shards), rel=1e-9)
     assert result.lower_bound_s <= result.makespan_s

@@ -10,7 +10,8 @@ from harness.plan import models as ladder
 from harness.config import sweep_from_mapping
 from harness.errors import UserError
 from harness.plan.shards import build_plan
-from harness.backends.scorer import check_weights_format
+from harness.checkpoint import check_weights_format
+from harness.backends.loading import LoadSpec
 from harness.engine.worker import ShardWorker
 
 
@@ -24,7 +25,7 @@ def shard_instances(tiny_world):
 
 def _worker(world, batch_size=4):
     checkpoint = ladder.resolve(str(world["small"]), None)
-    return ShardWorker(checkpoint, "float32", "cpu", "hf", batch_size=batch_size, threads=1)
+    return ShardWorker(LoadSpec(checkpoint, "float32", "cpu", "hf", batch_size=batch_size), threads=1)
 
 
 def test_scores_every_request(tiny_world, shard_instances):
@@ -80,7 +81,7 @@ def test_pickle_only_checkpoint_is_refused(tmp_path):
     with pytest.raises(UserError, match="allow_pickle: true"):
         check_weights_format(checkpoint, allow_pickle=False)
     check_weights_format(checkpoint, allow_pickle=True)
-    worker = ShardWorker(checkpoint, "float32", "cpu", "hf", batch_size=1)
+    worker = ShardWorker(LoadSpec(checkpoint, "float32", "cpu", "hf", batch_size=1))
     assert worker.score([])["status"] == "load_error"
 
 
@@ -88,19 +89,19 @@ def test_multi_gpu_replica_still_loads_on_the_cpu_without_cuda(tiny_world, shard
     # A replica holding 2 GPUs asks for device_map="auto"; with no CUDA visible (this machine, or
     # Ray's logical GPUs) the model loads whole on the CPU and scores as usual.
     checkpoint = ladder.resolve(str(tiny_world["small"]), None)
-    worker = ShardWorker(checkpoint, "float32", "auto", "hf", batch_size=4, threads=1, num_gpus=2)
+    worker = ShardWorker(LoadSpec(checkpoint, "float32", "auto", "hf", batch_size=4, num_gpus=2), threads=1)
     assert worker.device_map == "auto" and worker.scorer.device == "cpu"
     assert {p.device.type for p in worker.scorer.model.parameters()} == {"cpu"}
     info = worker.info()
     assert not info["resources"]  # outside Ray nothing was granted
     assert worker.score(shard_instances[:2])["status"] == "done"
-    assert ShardWorker(checkpoint, "float32", "cpu", "hf", batch_size=4, num_gpus=0.25).device_map is None
+    assert ShardWorker(LoadSpec(checkpoint, "float32", "cpu", "hf", batch_size=4, num_gpus=0.25)).device_map is None
 
 
 def test_switch_loads_another_model_in_place(tiny_world, shard_instances):
     worker = _worker(tiny_world)
     small = worker.info()["n_params"]
-    info = worker.switch(ladder.resolve(str(tiny_world["large"]), None), "float32", "cpu", "hf", 4)
+    info = worker.switch(LoadSpec(ladder.resolve(str(tiny_world["large"]), None), "float32", "cpu", "hf", 4))
     assert info["n_params"] > small and worker.score(shard_instances)["n_params"] == info["n_params"]
-    info = worker.switch(ladder.resolve(str(tiny_world["large"]), None), "float32", "cpu", "nope", 4)
+    info = worker.switch(LoadSpec(ladder.resolve(str(tiny_world["large"]), None), "float32", "cpu", "nope", 4))
     assert "error" in info and worker.score(shard_instances)["status"] == "load_error"

@@ -1,9 +1,10 @@
 """From a run's Parquet tables to the (size, value) series that get fitted, with resampled copies.
 
-A series is one task and metric over (model, revision) points: value from scores.parquet, size =
-n_params_nonembedding, tokens = tokens_trained, plus (R, M) bootstrap values drawn from the
-per-document samples (paired: the same documents for every model; same draws for every metric of
-a task, so discrete and continuous curves are compared on identical resamples).
+A series is one task, metric and filter over (model, revision) points: value from scores.parquet,
+size = n_params_nonembedding, tokens = tokens_trained, plus (R, M) bootstrap values drawn from the
+per-document samples. The draws are paired (the same documents for every model), and the seed
+depends only on the run's seed and the task, so metrics of a task measured on the same documents
+(a discrete metric and its continuous twins) get identical resamples.
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import pandas as pd
 
 from harness.analysis.bootstrap import DocMatrix, paired_doc_bootstrap
 
-# Rolling-perplexity metrics are ratios of sums over documents, as lm-eval aggregates them.
+# Rolling-perplexity metrics are ratios of sums over documents (lm-eval's bits_per_byte, the results
+# stage's nll_per_token): -sum(target_loglik) / (scale * sum(denominator column)).
 _RATIO_DENOM = {"bits_per_byte": ("n_bytes", math.log(2.0)), "nll_per_token": ("n_tokens", 1.0)}
 
 
@@ -46,6 +48,15 @@ class Series:
 
 def task_seed(seed: int, task: str) -> int:
     return (seed * 1_000_003 + zlib.crc32(task.encode())) % (2**32)
+
+
+def sample_column(metric: str, flt: str) -> str:
+    """The per-document column of `metric` under filter `flt` in samples/**/*.parquet.
+
+    The results stage (harness.results.metrics.aggregate_group) names it `metric` for filter "none"
+    and `metric,filter` for any other filter.
+    """
+    return metric if flt == "none" else f"{metric},{flt}"
 
 
 def pick_filter(scores: pd.DataFrame, task: str, metric: str) -> str | None:
@@ -85,7 +96,7 @@ def build_series(scores: pd.DataFrame, samples: pd.DataFrame | None, task: str, 
     keys = list(zip(rows["model"], rows["revision"]))
     boot = None
     if samples is not None and n_boot > 0 and len(keys) > 0:
-        docs = doc_matrix(samples, task, metric, keys)
+        docs = doc_matrix(samples, task, metric, keys, flt)
         if docs is not None:
             boot = paired_doc_bootstrap(docs, n_boot, task_seed(seed, task), base=rows["value"].to_numpy(float))
     return Series(task=task, metric=metric, filter=flt, models=tuple(rows["model"]), revisions=tuple(rows["revision"]),
@@ -93,14 +104,23 @@ def build_series(scores: pd.DataFrame, samples: pd.DataFrame | None, task: str, 
                   y=rows["value"].to_numpy(float), boot=boot, dropped=dropped)
 
 
-def doc_matrix(samples: pd.DataFrame, task: str, metric: str, keys: list[tuple[str, str]]) -> DocMatrix | None:
-    """Per-document numerators/denominators for the given (model, revision) keys on shared docs."""
+def doc_matrix(samples: pd.DataFrame, task: str, metric: str, keys: list[tuple[str, str]],
+               flt: str = "none") -> DocMatrix | None:
+    """Per-document numerators/denominators for the given (model, revision) keys on shared docs.
+
+    `flt` is the filter the series' values come from; it picks the sample column (`sample_column`).
+    Ratio metrics are rebuilt from target_loglik and token/byte counts, which have no filter. None
+    when a column is missing, a key has no rows, or fewer than 2 documents are shared by all keys.
+    """
     sub = samples[samples["task"] == task]
     if metric in _RATIO_DENOM:
         denom_col, scale = _RATIO_DENOM[metric]
+        value_col = None
         cols = ["target_loglik", denom_col]
     else:
-        denom_col, scale, cols = None, 1.0, [metric]
+        denom_col, scale = None, 1.0
+        value_col = sample_column(metric, flt)
+        cols = [value_col]
     if any(c not in sub.columns for c in cols):
         return None
     sub = sub.dropna(subset=cols)
@@ -114,7 +134,7 @@ def doc_matrix(samples: pd.DataFrame, task: str, metric: str, keys: list[tuple[s
     if len(shared) < 2:
         return None
     if denom_col is None:
-        numer = np.stack([t.loc[shared, metric].to_numpy(float) for t in tables])
+        numer = np.stack([t.loc[shared, value_col].to_numpy(float) for t in tables])
         denom = np.ones_like(numer)
     else:
         numer = np.stack([-t.loc[shared, "target_loglik"].to_numpy(float) for t in tables])

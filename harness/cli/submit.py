@@ -16,7 +16,7 @@ _NOT_PASSED = {"sweep", "address", "out", "help"}
 
 def _run_flags() -> list[argparse.Action]:
     """The optional flags `harness run` accepts (learned from the CLI, so they never drift)."""
-    from harness.cli import add_sweep_arguments
+    from harness.cli.common import add_sweep_arguments
 
     reference = argparse.ArgumentParser(add_help=False)
     add_sweep_arguments(reference)
@@ -75,7 +75,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if args.command:
         entrypoint = args.command
     else:
-        from harness.cli import sweep_from_args
+        from harness.cli.common import sweep_from_args
 
         # Validate here, before anything is uploaded: a typo should cost a second, not a cluster.
         local = argparse.Namespace(**{**vars(args), "address": None, "out": None})

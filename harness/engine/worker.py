@@ -12,9 +12,9 @@ import sys
 import time
 from typing import Any
 
+from harness.backends.loading import LoadSpec, ModelLoadError, NonFiniteScoreError
+from harness.backends.scorer import Scorer
 from harness.errors import UserError
-from harness.plan.models import Checkpoint
-from harness.backends.scorer import ModelLoadError, NonFiniteScoreError, Scorer
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
@@ -45,13 +45,11 @@ class ShardWorker:
     """Holds one model; `score` turns a list of Instances into request rows.
 
     Example (without Ray):
-        worker = ShardWorker(checkpoint, "float32", "cpu", "hf", batch_size=8)
+        worker = ShardWorker(LoadSpec(checkpoint, "float32", "cpu", "hf", batch_size=8))
         result = worker.score(instances)   # {"status": "done", "rows": [...], "seconds": ...}
     """
 
-    def __init__(self, checkpoint: Checkpoint, dtype: str, device: str, backend: str,
-                 batch_size: int, threads: int | None = None, trust_remote_code: bool = False,
-                 allow_pickle: bool = False, num_gpus: float = 0.0) -> None:
+    def __init__(self, spec: LoadSpec, threads: int | None = None) -> None:
         if threads:
             import torch
 
@@ -63,11 +61,9 @@ class ShardWorker:
 
         quiet_libraries()
         self.scorer: Scorer | None = None
-        self.switch(checkpoint, dtype, device, backend, batch_size, trust_remote_code, allow_pickle, num_gpus)
+        self.switch(spec)
 
-    def switch(self, checkpoint: Checkpoint, dtype: str, device: str, backend: str, batch_size: int,
-               trust_remote_code: bool = False, allow_pickle: bool = False,
-               num_gpus: float = 0.0) -> dict[str, Any]:
+    def switch(self, spec: LoadSpec) -> dict[str, Any]:
         """Drop the model held and load another in this process; returns `info()`.
 
         On CPU slots the driver moves a replica to the next model this way: a new actor would
@@ -75,22 +71,20 @@ class ShardWorker:
         """
         self.scorer = None  # free the old weights before loading the new ones
         _free_accelerator_memory()
-        self._args = (checkpoint, dtype, device, backend, trust_remote_code, allow_pickle)
-        # A replica that holds more than one GPU spreads its layers over them (device_map="auto").
-        self.device_map = "auto" if num_gpus > 1 else None
-        self.batch_size = batch_size
+        self.spec = spec
+        self.batch_size = spec.batch_size
         self.load_error: str | None = None
         started = time.perf_counter()
         try:
-            self.scorer = self._load(batch_size)
+            self.scorer = Scorer(spec)
         except (ModelLoadError, UserError) as exc:
             self.load_error = str(exc)
         self.load_seconds = time.perf_counter() - started
         return self.info()
 
-    def _load(self, batch_size: int) -> Scorer:
-        checkpoint, dtype, device, backend, trust, pickle_ok = self._args
-        return Scorer(checkpoint, dtype, device, backend, batch_size, trust, pickle_ok, self.device_map)
+    @property
+    def device_map(self) -> str | None:
+        return self.spec.device_map
 
     def info(self) -> dict[str, Any]:
         if self.scorer is None:
@@ -123,10 +117,6 @@ class ShardWorker:
 
     def _shrink_batch(self) -> None:
         """Halve the batch size after an out-of-memory error and rebuild the LM around the model."""
-        from harness.backends.scorer import make_lm
-
         self.batch_size = max(1, self.batch_size // 2)
-        _, _, _, backend, _, _ = self._args
         _free_accelerator_memory()
-        scorer = self.scorer
-        scorer.lm = make_lm(backend, scorer.model, scorer.tokenizer, scorer.device, self.batch_size)
+        self.scorer.rebatch(self.batch_size)

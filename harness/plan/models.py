@@ -1,10 +1,13 @@
-"""Known model families and where a (path, revision) pair lives on disk.
+"""The model revisions a sweep names: where each lives, how big it is, how long it trained.
 
 Resolution rules (documented in the README):
 * A local folder holding `config.json` is a checkpoint; a revision then must be None.
 * A local folder of revision sub-folders (`<path>/<revision>/config.json`, Pythia-style `step<N>`)
   resolves revision None to the highest `step<N>`.
 * Anything else that looks like `owner/name` is a hub id, loaded by transformers with `revision=`.
+
+A model's *final* revision is the last in training order (`harness.checkpoint.training_order`),
+whatever order the sweep lists its revisions in.
 """
 
 from __future__ import annotations
@@ -14,29 +17,16 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.checkpoint import (Checkpoint, revision_label, safetensors_param_count, step_of,
+                                training_order)
+from harness.config import ModelSpec, Sweep
 from harness.errors import UserError
 
 # Pythia: every checkpoint step is 2,097,152 tokens (1024 sequences x 2048 tokens); `main` is
 # step 143000 (Biderman et al. 2023).
 PYTHIA_TOKENS_PER_STEP = 2_097_152
 PYTHIA_FINAL_STEP = 143_000
-_STEP = re.compile(r"^step(\d+)$")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """Where a model revision comes from: a local folder, or a hub id plus revision."""
-
-    source: str  # local folder (absolute) or hub id
-    revision: str | None  # hub revision; None for local folders
-    is_local: bool
-    tokens_trained: int | None  # from harness.json or known family metadata
-
-
-def step_of(revision: str | None) -> int | None:
-    match = _STEP.match(revision or "")
-    return int(match.group(1)) if match else None
 
 
 def local_revisions(path: Path) -> list[str]:
@@ -99,3 +89,48 @@ def _resolve_local(folder: Path, shown: str, revision: str | None) -> Checkpoint
                         f"available: {', '.join(revisions)}")
     target = folder / chosen
     return Checkpoint(str(target), None, True, _read_tokens(target))
+
+
+@dataclass(frozen=True)
+class ModelRevision:
+    """One model revision of the sweep: what a replica loads and what its shards are scored on."""
+
+    name: str
+    revision: str | None
+    spec: ModelSpec
+    checkpoint: Checkpoint
+    n_params_estimate: int | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}@{revision_label(self.revision)}"
+
+    @property
+    def tokens_trained(self) -> int | None:
+        stated = self.spec.tokens_for(self.revision)
+        return stated if stated is not None else self.checkpoint.tokens_trained
+
+    @property
+    def order(self) -> tuple:
+        return training_order(self.revision, self.tokens_trained)
+
+
+def model_revisions(sweep: Sweep, base: Path | None = None) -> list[ModelRevision]:
+    """Every (model, revision) of the sweep, resolved to a checkpoint; no weights are read."""
+    revisions = []
+    for spec in sweep.models:
+        for revision in spec.revisions:
+            checkpoint = resolve(spec.path, revision, base)
+            estimate = spec.n_params or (
+                safetensors_param_count(Path(checkpoint.source)) if checkpoint.is_local else None)
+            revisions.append(ModelRevision(spec.name, revision, spec, checkpoint, estimate))
+    return revisions
+
+
+def final_revisions(revisions: list[ModelRevision]) -> set[str]:
+    """Keys of each model's last revision in training order (not the last one listed)."""
+    last: dict[str, ModelRevision] = {}
+    for rev in revisions:
+        if rev.name not in last or rev.order > last[rev.name].order:
+            last[rev.name] = rev
+    return {rev.key for rev in last.values()}

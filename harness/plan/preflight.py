@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.errors import UserError
-from harness.plan.shards import Plan, Replica
-from harness.backends.scorer import check_weights_format
+from harness.checkpoint import check_weights_format, revision_label
+from harness.plan.models import ModelRevision
+from harness.plan.shards import Plan
 
 
 def check_local_tokenizer(folder: Path) -> None:
@@ -26,11 +27,11 @@ def check_local_tokenizer(folder: Path) -> None:
                         f"\"eos_token\" (or \"pad_token\") in {folder / 'tokenizer_config.json'}")
 
 
-def check_hub_model(replica: Replica) -> None:
+def check_hub_model(model: ModelRevision) -> None:
     """A hub id must be in the local cache or reachable, and its revision must exist."""
     from huggingface_hub import try_to_load_from_cache
 
-    source, revision = replica.checkpoint.source, replica.checkpoint.revision
+    source, revision = model.checkpoint.source, model.checkpoint.revision
     cached = try_to_load_from_cache(source, "config.json", revision=revision)
     if isinstance(cached, str):
         return
@@ -46,7 +47,7 @@ def check_hub_model(replica: Replica) -> None:
         raise UserError(f"model {source!r} does not exist on the hub and is not a local folder; "
                         f"check the id or the path") from None
     except Exception:  # noqa: BLE001 - offline, DNS, proxy: all mean "cannot download"
-        raise UserError(f"model {source!r}@{revision or 'main'} is not in the local cache and the hub "
+        raise UserError(f"model {source!r}@{revision_label(revision)} is not in the local cache and the hub "
                         f"cannot be reached; download it on a connected machine (or set HF_HOME to a "
                         f"cache that has it), or point the sweep at a local folder") from None
 
@@ -54,12 +55,12 @@ def check_hub_model(replica: Replica) -> None:
 def preflight(plan: Plan) -> None:
     """Raise UserError for the first problem found in any model of the plan."""
     seen_tokenizers: set[str] = set()
-    for replica in plan.replicas:
-        checkpoint = replica.checkpoint
+    for model in plan.model_revisions:
+        checkpoint = model.checkpoint
         if checkpoint.is_local:
-            check_weights_format(checkpoint, replica.spec.allow_pickle)
+            check_weights_format(checkpoint, model.spec.allow_pickle)
             if checkpoint.source not in seen_tokenizers:
                 check_local_tokenizer(Path(checkpoint.source))
                 seen_tokenizers.add(checkpoint.source)
         else:
-            check_hub_model(replica)
+            check_hub_model(model)

@@ -1,6 +1,6 @@
 """Finding lm-eval tasks and building their requests once, exactly as `simple_evaluate` would.
 
-Few-shot contexts come from one RNG per task consumed document by document (NOTES.md), so the
+Few-shot contexts come from one RNG per task consumed document by document (lm-eval 0.4), so the
 requests are built once here with rank 0 / world size 1 and only then split into shards.
 """
 
@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
-from harness.results.store import TARGET_REQUEST_IDX
+
+# request_idx of the harness's own request: the log-likelihood of a generation task's gold target
+# (the continuous twin of exact match). lm-eval numbers its own requests from 0.
+TARGET_REQUEST_IDX = -1
 
 
 def quiet_libraries() -> None:

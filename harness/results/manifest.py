@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import platform
 import re
 import subprocess
+import time
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from harness.checkpoint import revision_label
 from harness.config import REPO_ROOT, Sweep
+from harness.errors import UserError
+from harness.plan.shards import Plan
 from harness.results.store import write_text_atomic
 
 MANIFEST = "manifest.json"
@@ -72,3 +78,83 @@ def read_manifest(run_dir: Path) -> dict[str, Any] | None:
 
 def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
     write_text_atomic(json.dumps(manifest, indent=2, default=str) + "\n", run_dir / MANIFEST)
+
+
+def check_output_dir(sweep: Sweep) -> Path:
+    """The output folder must be a folder we may write, holding no results of another sweep."""
+    run_dir = sweep.output_dir
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"output path {str(run_dir)!r} is a file; pass a folder with --out")
+    probe = run_dir if run_dir.exists() else next((p for p in run_dir.parents if p.exists()), Path("."))
+    if not probe.is_dir():
+        raise UserError(f"output path {str(run_dir)!r} lies under the file {str(probe)!r}; pass a folder with --out")
+    if not os.access(probe, os.W_OK):
+        raise UserError(f"output folder {str(run_dir)!r} is not writable; pass another folder with --out")
+    previous = read_manifest(run_dir)
+    if previous and previous.get("identity") is not None:
+        mine = json.loads(json.dumps(sweep_identity(sweep)))
+        if previous["identity"] != mine:
+            raise UserError(f"output folder {str(run_dir)!r} holds results of a different sweep "
+                            f"({previous.get('sweep', {}).get('source')}); pass a new folder with --out")
+    return run_dir
+
+
+def new_manifest(plan: Plan) -> dict[str, Any]:
+    """Everything about a run that is known before its first shard: the one place it is assembled."""
+    sweep = plan.sweep
+    return {"sweep": sweep_record(sweep), "identity": sweep_identity(sweep),
+            "versions": package_versions(), "git_commit": git_commit(),
+            "environment": recorded_environment(dict(os.environ)),
+            "tasks": {n: {"num_fewshot": b.num_fewshot, "output_type": b.output_type,
+                          "documents": len(b.doc_ids())} for n, b in plan.tasks.items()}}
+
+
+def shard_entries(plan: Plan, outcomes: Mapping[str, Any], reused: set[str]) -> list[dict]:
+    """One manifest entry per planned shard: reused, done, failed, or still pending."""
+    entries = []
+    for shard in plan.shards:
+        outcome = outcomes.get(shard.key)
+        status = "reused" if shard.key in reused else (outcome.status if outcome else "pending")
+        entries.append({"key": shard.key, "model": shard.model_revision.name,
+                        "revision": shard.model_revision.revision, "task": shard.task,
+                        "documents": len(shard.doc_ids), "requests": shard.n_requests,
+                        "status": status, "seconds": round(outcome.seconds, 4) if outcome else None,
+                        "attempts": outcome.attempts if outcome else 0,
+                        "error": outcome.error if outcome else None,
+                        "worker": outcome.worker if outcome else None})
+    return entries
+
+
+class ManifestRecorder:
+    """Keeps manifest.json up to date while a run goes on.
+
+    The Parquet files are the truth and the manifest is their index, so rewrites while shards
+    finish are rate-limited (`every_s`); `save` writes at once (start, interrupt, end).
+    `state` is the engine's run state: outcomes, measured model facts, cluster, events.
+    """
+
+    def __init__(self, run_dir: Path, plan: Plan, state: Any, reused: set[str], every_s: float = 2.0) -> None:
+        self.run_dir, self.plan, self.state, self.reused, self.every_s = run_dir, plan, state, reused, every_s
+        previous = read_manifest(run_dir) or {}
+        state.replicas.update(previous.get("replicas") or {})  # facts measured by earlier runs
+        self.manifest = new_manifest(plan)
+        self.last_write = 0.0
+
+    def save(self, status: str, **extra: Any) -> None:
+        self.manifest.update(status=status, replicas=self.state.replicas, cluster=self.state.resources,
+                             events=self.state.events, **extra)
+        self.manifest["shards"] = shard_entries(self.plan, self.state.outcomes, self.reused)
+        write_manifest(self.run_dir, self.manifest)
+        self.last_write = time.monotonic()
+
+    def shard_done(self) -> None:
+        if time.monotonic() - self.last_write > self.every_s:
+            self.save("running")
+
+    def failed(self) -> list[dict]:
+        return [e for e in shard_entries(self.plan, self.state.outcomes, self.reused) if e["status"] == "failed"]
+
+
+def failed_line(entry: Mapping[str, Any]) -> str:
+    return (f"harness: failed shard {entry['key']} ({entry['model']}@{revision_label(entry['revision'])} "
+            f"{entry['task']}): {entry['error']}")

@@ -1,21 +1,22 @@
 """Requests -> per-document samples -> scores, with lm-eval's own metric code.
 
-Reads the request rows a run wrote (no model, no Ray), puts each response back on the lm-eval
-`Instance` it answers, applies the task's filters, calls `process_results` per document and
-lm-eval's aggregation, exactly the path `simple_evaluate` takes. Beside each discrete metric it
-stores a continuous twin per document (target log-likelihood, Brier score, edit distance).
+Reads the request rows a run wrote (no model, no Ray), puts each response on a copy of the
+lm-eval `Instance` it answers (the originals are shared by every model of a run), applies the
+task's filters, calls `process_results` per document and lm-eval's aggregation, exactly the path
+`simple_evaluate` takes. Beside each discrete metric it stores a continuous twin per document
+(target log-likelihood, Brier score, edit distance).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.results.store import TARGET_REQUEST_IDX
-from harness.plan.requests import BuiltTask
+from harness.plan.requests import TARGET_REQUEST_IDX, BuiltTask
 
 CONTINUOUS = ("target_loglik", "brier", "edit_distance")
 
@@ -93,38 +94,64 @@ def _continuous(built: BuiltTask, doc: dict, requests: list, rows: dict, target_
 
 
 def aggregate_group(built: BuiltTask, rows: list[dict], bootstrap_iters: int) -> GroupResult:
-    """Metrics of one task for one model revision from its request rows (all documents present)."""
-    task = built.task
+    """Metrics of one task for one model revision from its request rows (all documents present).
+
+    Reads `built` without changing it: its Instances (and the lm-eval Task's own list of them) are
+    shared by every model of the run, so responses go on private copies of them.
+    """
     by_key = {(r["doc_id"], r["request_idx"]): r for r in rows}
+    by_doc = answered_instances(built, by_key)
+    filter_keys = apply_filters(built.task, by_doc)
+    raw: dict[tuple[str, str], list] = defaultdict(list)
+    samples = [document_sample(built, doc_id, requests, filter_keys, by_key, raw)
+               for doc_id, requests in by_doc.items()]
+    metrics = lm_eval_aggregate(built.task, raw, bootstrap_iters) + continuous_metrics(built, samples)
+    return GroupResult(samples, metrics)
+
+
+def answered_instances(built: BuiltTask, by_key: dict) -> dict[int, list]:
+    """doc_id -> copies of the task's Instances that have a row (by request index), each holding
+    its response; documents in doc_id order. The harness's target requests are left out."""
+
     by_doc: dict[int, list] = defaultdict(list)
     for inst in built.instances:
-        if inst.idx != TARGET_REQUEST_IDX and (inst.doc_id, inst.idx) in by_key:
-            # Instances are shared by every model of the sweep: reset before reuse.
-            inst.resps = [_response(by_key[(inst.doc_id, inst.idx)])]
-            inst.filtered_resps = {}
-            by_doc[inst.doc_id].append(inst)
-    instances = [i for doc_id in sorted(by_doc) for i in sorted(by_doc[doc_id], key=lambda x: x.idx)]
+        row = by_key.get((inst.doc_id, inst.idx))
+        if inst.idx != TARGET_REQUEST_IDX and row is not None:
+            answered = copy.copy(inst)  # shares the (read-only) doc and arguments, not the responses
+            answered.resps = [_response(row)]
+            answered.filtered_resps = {}
+            by_doc[inst.doc_id].append(answered)
+    return {doc_id: sorted(by_doc[doc_id], key=lambda x: x.idx) for doc_id in sorted(by_doc)}
+
+
+def apply_filters(task: Any, by_doc: dict[int, list]) -> list[str]:
+    """The task's filter pipelines, run on the given Instances (never on the Task's own list, which
+    `task.apply_filters()` would use); returns the filter names, in the task's order."""
+    instances = [inst for requests in by_doc.values() for inst in requests]
+    if not instances:
+        return []
     for ensemble in task._filters:
         ensemble.apply(instances)
-    raw: dict[tuple[str, str], list] = defaultdict(list)
-    samples = []
-    filter_keys = list(instances[0].filtered_resps) if instances else []
-    for doc_id in sorted(by_doc):
-        requests = sorted(by_doc[doc_id], key=lambda x: x.idx)
-        doc = requests[0].doc
-        sample: dict[str, Any] = {"doc_id": doc_id}
-        for filter_key in filter_keys:
-            metrics = task.process_results(doc, [r.filtered_resps[filter_key] for r in requests])
-            for metric, value in metrics.items():
-                raw[(metric, filter_key)].append(value)
-                if isinstance(value, (bool, int, float)) and not isinstance(value, complex):
-                    column = metric if filter_key == "none" else f"{metric},{filter_key}"
-                    sample[column] = float(value)
-        doc_rows = {idx: by_key[(doc_id, idx)] for idx in (r.idx for r in requests)}
-        sample.update(_continuous(built, doc, requests, doc_rows, by_key.get((doc_id, TARGET_REQUEST_IDX))))
-        samples.append(sample)
-    metrics = lm_eval_aggregate(task, raw, bootstrap_iters) + continuous_metrics(built, samples)
-    return GroupResult(samples, metrics)
+    return list(instances[0].filtered_resps)
+
+
+def document_sample(built: BuiltTask, doc_id: int, requests: list, filter_keys: list[str],
+                    by_key: dict, raw: dict) -> dict:
+    """One document's sample row: a float column per scalar metric and filter (`metric` for the
+    "none" filter, else `metric,filter`) plus the continuous twins. Appends every metric value,
+    scalar or not, to `raw` under (metric, filter) for lm-eval's aggregation."""
+    task = built.task
+    doc = requests[0].doc
+    sample: dict[str, Any] = {"doc_id": doc_id}
+    for filter_key in filter_keys:
+        responses = [r.filtered_resps[filter_key] for r in requests]
+        for metric, value in task.process_results(doc, responses).items():
+            raw[(metric, filter_key)].append(value)
+            if isinstance(value, (bool, int, float)):
+                sample[metric if filter_key == "none" else f"{metric},{filter_key}"] = float(value)
+    doc_rows = {r.idx: by_key[(doc_id, r.idx)] for r in requests}
+    sample.update(_continuous(built, doc, requests, doc_rows, by_key.get((doc_id, TARGET_REQUEST_IDX))))
+    return sample
 
 
 def lm_eval_aggregate(task: Any, raw: dict, bootstrap_iters: int) -> list[dict]:

@@ -1,10 +1,8 @@
-"""The results contract: Arrow schemas, atomic Parquet writes and readers.
+"""Every write and read of a run folder: atomic files, the paths of shards and samples, reuse.
 
-Layout of a run folder (README, "Results"):
-    manifest.json
-    requests/<model>/<task>/<shard-key>.parquet   one row per request (written per shard)
-    samples/<model>/<task>.parquet                one row per document (derived from requests)
-    scores.parquet                                one row per (model, revision, task, metric, filter)
+Readers of a run folder see a file whole or not at all: every file is written to a temporary
+name in its folder and renamed. A missing revision is spelled once (`revision_label`), so the
+paths written by the engine and read by the results stage can never disagree.
 """
 
 from __future__ import annotations
@@ -14,54 +12,16 @@ import re
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-REQUESTS_SCHEMA = pa.schema([
-    ("model", pa.string()),
-    ("revision", pa.string()),
-    ("task", pa.string()),
-    ("doc_id", pa.int64()),
-    # -1 marks the harness's own request: log-likelihood of the gold target of a generation task.
-    ("request_idx", pa.int64()),
-    ("request_type", pa.string()),
-    ("loglikelihood", pa.float64()),
-    ("is_greedy", pa.bool_()),
-    ("n_tokens", pa.int64()),
-    ("generation", pa.string()),
-    ("shard", pa.string()),
-])
+from harness.checkpoint import revision_label
+from harness.results.schemas import REQUESTS_SCHEMA, SAMPLES_FIXED
 
-# Samples carry one float column per scalar lm-eval metric, so only the fixed part is typed here.
-SAMPLES_FIXED = pa.schema([
-    ("model", pa.string()),
-    ("revision", pa.string()),
-    ("task", pa.string()),
-    ("doc_id", pa.int64()),
-    ("target_loglik", pa.float64()),
-    ("brier", pa.float64()),
-    ("edit_distance", pa.float64()),
-    ("n_tokens", pa.int64()),
-    ("n_bytes", pa.int64()),
-    ("n_words", pa.int64()),
-])
-
-SCORES_SCHEMA = pa.schema([
-    ("model", pa.string()),
-    ("revision", pa.string()),
-    ("task", pa.string()),
-    ("metric", pa.string()),
-    ("filter", pa.string()),
-    ("value", pa.float64()),
-    ("stderr", pa.float64()),
-    ("n", pa.int64()),
-    ("n_params", pa.int64()),
-    ("n_params_nonembedding", pa.int64()),
-    ("tokens_trained", pa.int64()),
-])
-
-TARGET_REQUEST_IDX = -1
+if TYPE_CHECKING:  # a type only: importing the plan would load lm-eval for every reader
+    from harness.plan.shards import Shard
 
 
 def safe_name(text: str) -> str:
@@ -83,34 +43,24 @@ def write_atomic(table: pa.Table, path: Path) -> None:
 
 
 def write_text_atomic(text: str, path: Path) -> None:
+    """Write a text file (manifest, report) so that readers see either the old or the new file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
-def table_from_rows(rows: Iterable[Mapping], schema: pa.Schema) -> pa.Table:
-    """Rows -> table with exactly `schema` (validation on write: a missing column is an error)."""
-    rows = list(rows)
-    columns = {f.name: [r[f.name] for r in rows] for f in schema}
-    return pa.table(columns, schema=schema)
-
-
-def samples_table(rows: list[Mapping]) -> pa.Table:
-    """Fixed sample columns plus one float64 column per scalar metric seen in the rows."""
-    extra = sorted({k for r in rows for k in r} - set(SAMPLES_FIXED.names))
-    schema = pa.schema(list(SAMPLES_FIXED) + [(name, pa.float64()) for name in extra])
-    columns = {f.name: [r.get(f.name) for r in rows] for f in schema}
-    return pa.table(columns, schema=schema)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def requests_path(run_dir: Path, model: str, revision: str | None, task: str, key: str) -> Path:
-    return run_dir / "requests" / safe_name(model) / safe_name(revision or "main") / safe_name(task) / f"{key}.parquet"
+    return run_dir / "requests" / safe_name(model) / safe_name(revision_label(revision)) / safe_name(task) / f"{key}.parquet"
 
 
 def samples_path(run_dir: Path, model: str, revision: str | None, task: str) -> Path:
-    return run_dir / "samples" / safe_name(model) / safe_name(revision or "main") / f"{safe_name(task)}.parquet"
+    return run_dir / "samples" / safe_name(model) / safe_name(revision_label(revision)) / f"{safe_name(task)}.parquet"
 
 
 def read_table(path: Path):
@@ -128,13 +78,39 @@ def read_table(path: Path):
     return pq.read_table(path).to_pandas()
 
 
-def read_scores(run_dir: Path):
-    return read_table(Path(run_dir) / "scores.parquet")
+def table_from_rows(rows: Iterable[Mapping], schema: pa.Schema) -> pa.Table:
+    """Rows -> table with exactly `schema` (validation on write: a missing column is an error)."""
+    rows = list(rows)
+    columns = {f.name: [r[f.name] for r in rows] for f in schema}
+    return pa.table(columns, schema=schema)
 
 
-def read_samples(run_dir: Path):
-    return read_table(Path(run_dir) / "samples")
+def samples_table(rows: list[Mapping]) -> pa.Table:
+    """Fixed sample columns plus one float64 column per scalar metric seen in the rows."""
+    extra = sorted({k for r in rows for k in r} - set(SAMPLES_FIXED.names))
+    schema = pa.schema(list(SAMPLES_FIXED) + [(name, pa.float64()) for name in extra])
+    columns = {f.name: [r.get(f.name) for r in rows] for f in schema}
+    return pa.table(columns, schema=schema)
 
 
-def read_requests(run_dir: Path):
-    return read_table(Path(run_dir) / "requests")
+def shard_file(run_dir: Path, shard: Shard) -> Path:
+    model = shard.model_revision
+    return requests_path(run_dir, model.name, model.revision, shard.task, shard.key)
+
+
+def written_shards(run_dir: Path | None, shards: Iterable[Shard]) -> set[str]:
+    """Keys of the shards whose Parquet file is already in the run folder: they are reused."""
+    if run_dir is None or not Path(run_dir).is_dir():
+        return set()
+    return {s.key for s in shards if shard_file(run_dir, s).exists()}
+
+
+def write_shard(run_dir: Path, shard: Shard, rows: list[dict]) -> None:
+    """The shard's request rows, with their ids, to its own Parquet file (atomically)."""
+    model = shard.model_revision
+    full = []
+    for inst, row in zip(shard.instances, rows, strict=True):
+        full.append({"model": model.name, "revision": model.revision,
+                     "task": shard.task, "doc_id": inst.doc_id, "request_idx": inst.idx,
+                     "request_type": inst.request_type, "shard": shard.key, **row})
+    write_atomic(table_from_rows(full, REQUESTS_SCHEMA), shard_file(run_dir, shard))

@@ -16,16 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from harness.scheduling.placement import ModelCost, place, replica_load_s, replica_memory_bytes, shard_flops
+from harness.scheduling.placement import ModelCost, place, replica_memory_bytes
 from harness.scheduling.resources import ClusterResources, ReplicaSpec
-from harness.scheduling.simulator import SimulationParams
-
-# A model whose size the plan does not know (a hub id without `n_params:` in the sweep) is
-# costed as a 1B model: only the relative costs matter to the scheduler, and 1B is mid-ladder.
-ASSUMED_N_PARAMS = 1_000_000_000
-# Effective FLOP/s of one GPU scoring with HF: the simulator's assumption, so that `plan
-# --simulate` and the driver weigh loading time against work the same way.
-GPU_FLOPS = SimulationParams.gpu_flops
+from harness.scheduling.costs import ASSUMED_N_PARAMS, GPU_FLOPS, replica_load_s, shard_flops
 
 
 @dataclass(frozen=True)
@@ -49,7 +42,7 @@ class Layout:
 
 def shard_cost(n_params: int | None, est_tokens: int) -> float:
     """FLOPs of one shard for the queue: 2 N tokens, with an assumed N when it is unknown."""
-    return shard_flops(n_params or ASSUMED_N_PARAMS, max(1, est_tokens))
+    return shard_flops(n_params, max(1, est_tokens))
 
 
 def replica_costs(

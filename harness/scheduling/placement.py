@@ -22,13 +22,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from harness.errors import UserError
+from harness.scheduling.costs import BYTES_PER_PARAM, GPU_FLOPS, shard_flops
 from harness.scheduling.resources import (  # noqa: F401  (re-exported: the placement's vocabulary)
     GPU_UNITS, ClusterResources, NodeResources, ReplicaSpec, ResourcePool,
 )
 
-# Weights in memory per parameter. "auto" keeps the checkpoint's dtype, which we do not know
-# without reading its config: plan for float32 so that a guess never causes an out-of-memory.
-BYTES_PER_PARAM = {"float32": 4, "bfloat16": 2, "float16": 2, "auto": 4}
 CUDA_OVERHEAD_BYTES = 1 << 30  # CUDA context + allocator slack per process
 MAX_REPLICAS_PER_GPU = 8  # beyond this, processes contend for the GPU more than they gain
 
@@ -102,17 +100,6 @@ def replica_memory_bytes(
     activations = 8 * d_model * tokens * width  # residual + MLP intermediate (4d) of one layer
     logits = 2 * vocab_size * tokens * width
     return int(weights + kv_cache + activations + logits + CUDA_OVERHEAD_BYTES)
-
-
-def replica_load_s(n_params: int, dtype: str, fixed_s: float = 10.0, bytes_per_s: float = 2e9) -> float:
-    """Seconds a new replica takes before its first shard: process start, imports and CUDA
-    context (`fixed_s`), then its weights read from a local cache at `bytes_per_s`."""
-    return fixed_s + BYTES_PER_PARAM[dtype] * n_params / bytes_per_s
-
-
-def shard_flops(n_params: int, tokens: int) -> float:
-    """Cost of scoring `tokens` tokens with an N-parameter model: 2 N FLOPs per token."""
-    return 2.0 * n_params * tokens
 
 
 def model_cost(
@@ -213,7 +200,7 @@ def balanced_finish_s(work: Mapping[str, float], load_s: Mapping[str, float], de
 
 def place(
     costs: Sequence[ModelCost], cluster: ClusterResources, num_cpus: float = 1.0,
-    max_per_gpu: int = MAX_REPLICAS_PER_GPU, device_flops: float = 100e12,
+    max_per_gpu: int = MAX_REPLICAS_PER_GPU, device_flops: float = GPU_FLOPS,
 ) -> Placement:
     """Replicas per model in proportion to its share of the work, packed into the cluster.
 

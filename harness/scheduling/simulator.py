@@ -19,9 +19,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from harness.checkpoint import revision_label, training_order
 from harness.errors import UserError
+from harness.scheduling import costs
+from harness.scheduling.costs import replica_load_s, shard_flops
 from harness.scheduling.placement import (
-    ModelCost, Placement, balanced_finish_s, place, replica_load_s, replica_memory_bytes, shard_flops,
+    ModelCost, Placement, balanced_finish_s, place, replica_memory_bytes,
     work_units,
 )
 from harness.scheduling.resources import ClusterResources, NodeResources, ReplicaSpec, ResourcePool
@@ -51,10 +54,10 @@ class SimulationParams:
     """Speeds the simulation assumes. Defaults are for HF forward passes in bf16 on A100/H100-class
     GPUs (a third of an A100's dense peak: lm-eval pads batches and runs eager kernels)."""
 
-    gpu_flops: float = 100e12  # effective FLOP/s of one GPU
-    cpu_flops: float = 50e9  # effective FLOP/s of one CPU core
-    load_fixed_s: float = 10.0  # process start, imports, CUDA context, per replica
-    load_bytes_per_s: float = 2e9  # weights read from a local cache (NVMe)
+    gpu_flops: float = costs.GPU_FLOPS  # effective FLOP/s of one GPU
+    cpu_flops: float = costs.CPU_FLOPS  # effective FLOP/s of one CPU core
+    load_fixed_s: float = costs.LOAD_FIXED_S  # process start, imports, CUDA context, per replica
+    load_bytes_per_s: float = costs.LOAD_BYTES_PER_S  # weights read from a local cache (NVMe)
     batch_size: int = 16
     num_cpus_per_replica: float = 1.0
 
@@ -333,10 +336,10 @@ def simulate_sweep(
         if spec.n_params is None:
             raise UserError(f"{sweep.source}: model {spec.name!r} has no n_params; write n_params: into the "
                             "sweep so plan --simulate needs no download")
-        dtype = spec.dtype
         for rev in spec.revisions:
-            models.append(SimModel(f"{spec.name}@{rev}" if rev else spec.name, spec.n_params, dtype))
-        last.add(models[-1].key)
+            models.append(SimModel(f"{spec.name}@{revision_label(rev)}", spec.n_params, spec.dtype))
+        final = max(spec.revisions, key=lambda r: training_order(r, spec.tokens_for(r)))
+        last.add(f"{spec.name}@{revision_label(final)}")
     tasks = [(t.name, t.limit or sweep.limit, t.revisions == "final") for t in sweep.tasks]
     work = synthetic_shards([m.key for m in models], tasks, shards, seed, frozenset(last))
     return simulate(models, work, _cluster(gpus, gpu_mem_gb, cpus), params, synthetic=True)
@@ -347,11 +350,11 @@ def simulate_plan(
 ) -> SimulationResult:
     """Simulate the real shards of a `harness.plan.shards.Plan` (when the task data could be read)."""
     models = []
-    for replica in plan.replicas:
-        if not replica.n_params_estimate:
-            raise UserError(f"model {replica.name!r} has no parameter count; write n_params: into the sweep")
-        models.append(SimModel(replica.key, replica.n_params_estimate, replica.spec.dtype))
-    work = [SimShard(s.key, s.replica.key, s.est_tokens) for s in plan.shards]
+    for model in plan.model_revisions:
+        if not model.n_params_estimate:
+            raise UserError(f"model {model.name!r} has no parameter count; write n_params: into the sweep")
+        models.append(SimModel(model.key, model.n_params_estimate, model.spec.dtype))
+    work = [SimShard(s.key, s.model_revision.key, s.est_tokens) for s in plan.shards]
     return simulate(models, work, _cluster(gpus, gpu_mem_gb, cpus), params, synthetic=False)
 
 

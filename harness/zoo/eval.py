@@ -14,12 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 from collections import defaultdict
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from harness.zoo.ladder import list_ladder
 
-TASKS_DIR = Path(__file__).resolve().parents[2] / "tasks"
+TASKS_DIR = Path(__file__).resolve().parents[2] / "tasks"  # harness/zoo/eval.py -> <repo>/tasks
 FEWSHOT_TASKS = ("zoo_arith_2d_add", "zoo_arith_2d_sub", "zoo_arith_3d_add", "zoo_recall", "zoo_largest")
 PPL_TASK = "zoo_english"
 FEWSHOT_SEED = 1234
@@ -56,8 +57,21 @@ def score_task(lm, task, limit: int | None = None) -> dict:
     """Per-document metrics of one task: {"metrics": {name: value}, "per_doc": {name: [...]}}."""
     task.set_fewshot_seed(seed=FEWSHOT_SEED)
     task.build_all_requests(limit=limit, samples=None, rank=0, world_size=1)
+    kind = task.instances[0].request_type
+    by_doc = _answer_requests(lm, task, kind)
+    doc_ids = sorted(by_doc)
+    per_doc = _process_results(task, by_doc, doc_ids)
+    per_doc.update(_target_logliks(lm, task, kind, by_doc, doc_ids))
+    metrics = _aggregate(task, kind, per_doc, len(doc_ids))
+    if kind == "loglikelihood_rolling":
+        # the perplexity metrics' per-document items are (loglik, weight) pairs; keep the scalars only
+        per_doc = {k: per_doc[k] for k in ("target_loglik", "n_tokens")}
+    return {"metrics": metrics, "per_doc": {k: [float(x) for x in v] for k, v in per_doc.items()}, "n": len(doc_ids)}
+
+
+def _answer_requests(lm, task, kind: str) -> dict[int, list]:
+    """Run the task's requests through the model, apply its filters; the answered instances by doc id."""
     instances = task.instances
-    kind = instances[0].request_type
     if kind == "generate_until":
         outputs = lm.generate_until(instances)
     elif kind == "loglikelihood":
@@ -70,47 +84,73 @@ def score_task(lm, task, limit: int | None = None) -> dict:
     by_doc: dict[int, list] = defaultdict(list)
     for inst in instances:
         by_doc[inst.doc_id].append(inst)
-    doc_ids = sorted(by_doc)
+    return by_doc
+
+
+def _process_results(task, by_doc: dict[int, list], doc_ids: list[int]) -> dict[str, list]:
+    """The task's own per-document metrics (its `process_results`), as lists in doc-id order."""
     per_doc: dict[str, list] = defaultdict(list)
     for doc_id in doc_ids:
         group = sorted(by_doc[doc_id], key=lambda i: i.idx)
         doc = group[0].doc
         for name, value in task.process_results(doc, [i.filtered_resps["none"] for i in group]).items():
             per_doc[name].append(value)
+    return per_doc
+
+
+def _target_logliks(lm, task, kind: str, by_doc: dict[int, list], doc_ids: list[int]) -> dict[str, list]:
+    """`target_loglik` per document (and `n_tokens` for rolling perplexity)."""
     if kind == "generate_until":
         # Target log-likelihood: the gold answer as the continuation of the very prompt generated from.
         golds = [_instance(by_doc[d][0].doc, d, task.config.task, by_doc[d][0].arguments[0],
                            task.config.target_delimiter + str(task.doc_to_target(by_doc[d][0].doc))) for d in doc_ids]
-        per_doc["target_loglik"] = [ll for ll, _ in lm.loglikelihood(golds)]
-    elif kind == "loglikelihood":
-        per_doc["target_loglik"] = [
-            sorted(by_doc[d], key=lambda i: i.idx)[task.doc_to_target(by_doc[d][0].doc)].resps[0][0] for d in doc_ids]
-    else:
-        per_doc["target_loglik"] = [by_doc[d][0].resps[0] for d in doc_ids]
-        per_doc["n_tokens"] = [len(lm.tok_encode(task.doc_to_target(by_doc[d][0].doc))) for d in doc_ids]
+        return {"target_loglik": [ll for ll, _ in lm.loglikelihood(golds)]}
+    if kind == "loglikelihood":
+        return {"target_loglik": [
+            sorted(by_doc[d], key=lambda i: i.idx)[task.doc_to_target(by_doc[d][0].doc)].resps[0][0] for d in doc_ids]}
+    return {"target_loglik": [by_doc[d][0].resps[0] for d in doc_ids],
+            "n_tokens": [len(lm.tok_encode(task.doc_to_target(by_doc[d][0].doc))) for d in doc_ids]}
+
+
+def _aggregate(task, kind: str, per_doc: dict[str, list], n_docs: int) -> dict[str, float]:
+    """The task's aggregations over the documents, plus mean target_loglik (and nll_per_token)."""
     aggregation = task.aggregation()
     metrics = {name: float(aggregation[name](per_doc[name])) for name in aggregation if name in per_doc}
-    metrics["target_loglik"] = sum(per_doc["target_loglik"]) / len(doc_ids)
+    metrics["target_loglik"] = sum(per_doc["target_loglik"]) / n_docs
     if kind == "loglikelihood_rolling":
         metrics["nll_per_token"] = -sum(per_doc["target_loglik"]) / sum(per_doc["n_tokens"])
-        # the perplexity metrics' per-document items are (loglik, weight) pairs; keep the scalars only
-        per_doc = {k: per_doc[k] for k in ("target_loglik", "n_tokens")}
-    return {"metrics": metrics, "per_doc": {k: [float(x) for x in v] for k, v in per_doc.items()}, "n": len(doc_ids)}
+    return metrics
 
 
-def evaluate_checkpoint(job: tuple) -> list[dict]:
-    """All tasks of one checkpoint: (root, ladder row, task names, limit, threads) -> result rows."""
+@dataclass(frozen=True)
+class EvalJob:
+    """One checkpoint's evaluation, sent to a worker process: which tasks, on how many documents."""
+
+    root: str  # the ladder folder
+    checkpoint: dict  # a `list_ladder` row: name, revision, step, parameter and token counts
+    tasks: tuple[str, ...]
+    limit: int | None  # documents per task; None = all
+    threads: int | None  # torch threads of the worker; None leaves torch's default
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.root) / self.checkpoint["name"] / self.checkpoint["revision"]
+
+
+def evaluate_checkpoint(job: EvalJob) -> list[dict]:
+    """All tasks of one checkpoint: one result row per task (the checkpoint's row, the task, its scores)."""
     import torch
 
-    root, row, names, limit, threads = job
-    if threads:
-        torch.set_num_threads(threads)
-    lm = make_lm(Path(root) / row["name"] / row["revision"])
+    if job.threads:
+        torch.set_num_threads(job.threads)
+    lm = make_lm(job.folder)
+    names = list(job.tasks)
     tasks = load_tasks(names)
+    row = job.checkpoint
     keys = ("name", "revision", "step", "n_params", "n_params_nonembedding", "tokens_trained")
     out = []
     for name in names:
-        scored = score_task(lm, tasks[name], limit)
+        scored = score_task(lm, tasks[name], job.limit)
         out.append({**{k: row[k] for k in keys}, "task": name, **scored})
         print(f"{row['name']} {row['revision']} {name} {json.dumps(scored['metrics'])}", flush=True)
     return out
@@ -120,10 +160,7 @@ def evaluate_ladder(root: str | Path, limit: int | None = None, workers: int = 1
     """Perplexity on every checkpoint, the few-shot tasks on each size's final checkpoint."""
     import lm_eval
 
-    rows = list_ladder(root)
-    final = {r["name"]: max(x["step"] for x in rows if x["name"] == r["name"]) for r in rows}
-    jobs = [(str(root), row, [PPL_TASK] + (list(FEWSHOT_TASKS) if row["step"] == final[row["name"]] else []), limit,
-             1 if workers > 1 else None) for row in rows]
+    jobs = eval_jobs(root, limit, workers)
     if workers > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -134,6 +171,16 @@ def evaluate_ladder(root: str | Path, limit: int | None = None, workers: int = 1
         results = [r for job in jobs for r in evaluate_checkpoint(job)]
     return {"lm_eval_version": lm_eval.__version__, "limit": limit, "device": "cpu", "dtype": "float32",
             "fewshot_seed": FEWSHOT_SEED, "results": results}
+
+
+def eval_jobs(root: str | Path, limit: int | None = None, workers: int = 1) -> list[EvalJob]:
+    """One job per checkpoint of the ladder: perplexity everywhere, the few-shot tasks on final checkpoints."""
+    rows = list_ladder(root)
+    final = {r["name"]: max(x["step"] for x in rows if x["name"] == r["name"]) for r in rows}
+    return [EvalJob(root=str(root), checkpoint=row,
+                    tasks=(PPL_TASK,) + (FEWSHOT_TASKS if row["step"] == final[row["name"]] else ()),
+                    limit=limit, threads=1 if workers > 1 else None)
+            for row in rows]
 
 
 def figures_markdown(report: dict) -> str:

@@ -2,7 +2,7 @@
 
 Layout written by `build` and read by `list_ladder` (and by the run driver's local-model loader):
 `<root>/<size>/step<N>/` with safetensors weights, tokenizer files and `harness.json`.
-torch and transformers are imported inside `build` only, so listing stays cheap.
+torch and transformers are imported only inside the functions that build, so listing stays cheap.
 """
 
 from __future__ import annotations
@@ -11,10 +11,14 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from harness.errors import UserError
 from harness.zoo.data import Mix
+
+if TYPE_CHECKING:  # harness.zoo.train imports torch; it is imported where a build needs it
+    from harness.zoo.corpus import Document
+    from harness.zoo.train import SizeSpec, TrainConfig
 
 _STEP = re.compile(r"^step(\d+)$")
 
@@ -91,72 +95,167 @@ def build(
     Returns one record per checkpoint (held-out loss, probe figures, seconds), also written to
     `<out_dir>/build_log.jsonl`.
     """
-    import numpy as np
-    import torch
+    from harness.zoo.corpus import english_documents
 
-    from harness.zoo.corpus import english_documents, heldout_passages
-    from harness.zoo.data import build_stream, tokenizer_texts, train_tokenizer
+    _check_device(device)
+    ladder = ladder or (CUDA_LADDER if device == "cuda" else CPU_LADDER)
+    out = Path(out_dir)
+    work = _work_dir(out)
+    work.mkdir(parents=True, exist_ok=True)
+    cfg = _train_config(ladder)
+    train_docs, heldout_docs = english_documents()
+    train_docs = train_docs[: ladder.english_docs]
+    tokenizer = _write_tokenizer(work, train_docs, ladder.vocab_size, seed)
+    _write_stream(work, tokenizer, train_docs, ladder, cfg, seed)
+    _write_heldout(work, tokenizer, heldout_docs, cfg.seq_len)
+    jobs = train_jobs(ladder, out, seed, device, threads, workers, probe, cfg)
+    results = _run_train_jobs(jobs, workers, device, log)
+    records = _write_build_log(out, ladder, results)
+    _remove_work_dir(work)
+    return records
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """What a worker process needs to train one size from the files `build` left in <out_dir>/_build."""
+
+    size: SizeSpec
+    out_dir: str
+    seed: int
+    device: str
+    checkpoint_steps: tuple[int, ...]
+    threads: int | None  # torch threads of the worker; None leaves torch's default
+    probe: bool  # log the teacher-forced probe at every checkpoint
+    train_config: TrainConfig
+
+    @property
+    def work_dir(self) -> Path:
+        return _work_dir(Path(self.out_dir))
+
+
+def _work_dir(out: Path) -> Path:
+    """Where `build` leaves the tokenizer, stream and held-out rows for the training workers."""
+    return out / "_build"
+
+
+def _check_device(device: str) -> None:
+    import torch
 
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is visible; use --device cpu")
-    ladder = ladder or (CUDA_LADDER if device == "cuda" else CPU_LADDER)
-    out = Path(out_dir)
-    work = out / "_build"
-    work.mkdir(parents=True, exist_ok=True)
+
+
+def _train_config(ladder: Ladder) -> TrainConfig:
     from harness.zoo.train import TrainConfig
 
-    cfg = TrainConfig(seq_len=ladder.seq_len, batch_size=ladder.batch_size, autocast_min_width=ladder.autocast_min_width)
-    train_docs, heldout_docs = english_documents()
-    train_docs = train_docs[: ladder.english_docs]
-    tokenizer = train_tokenizer(tokenizer_texts(train_docs, seed), ladder.vocab_size)
+    return TrainConfig(seq_len=ladder.seq_len, batch_size=ladder.batch_size, autocast_min_width=ladder.autocast_min_width)
+
+
+def _write_tokenizer(work: Path, train_docs: list[Document], vocab_size: int, seed: int):
+    """Train the byte-level BPE on the training text (plus synthetic blocks) and save it under work."""
+    from harness.zoo.data import tokenizer_texts, train_tokenizer
+
+    tokenizer = train_tokenizer(tokenizer_texts(train_docs, seed), vocab_size)
     tokenizer.save_pretrained(work / "tokenizer")
+    return tokenizer
+
+
+def _write_stream(work: Path, tokenizer, train_docs: list[Document], ladder: Ladder, cfg: TrainConfig, seed: int) -> None:
+    """The one training stream every size reads, in order: total_steps x batch_size rows of seq_len + 1 ids."""
+    import numpy as np
+
+    from harness.zoo.data import build_stream
+
     stream = build_stream(tokenizer, train_docs, ladder.total_steps * cfg.batch_size, cfg.seq_len, seed, ladder.mix)
     np.save(work / "stream.npy", stream)
+
+
+def _write_heldout(work: Path, tokenizer, heldout_docs: list[Document], seq_len: int) -> None:
+    """Held-out passages, concatenated with EOS between them and cut into whole rows of seq_len + 1 ids."""
+    import numpy as np
+
+    from harness.zoo.corpus import heldout_passages
+
     held = [t for p in heldout_passages(heldout_docs) for t in tokenizer.encode(p) + [tokenizer.eos_token_id]]
-    n_rows = len(held) // (cfg.seq_len + 1)
-    np.save(work / "heldout.npy", np.asarray(held[: n_rows * (cfg.seq_len + 1)], dtype=np.int32).reshape(n_rows, -1))
-    jobs = [(size, str(out), seed, device, ladder.checkpoint_steps(), threads or (1 if workers > 1 else None), probe, cfg)
-            for size in sorted(ladder.sizes, key=lambda s: -s["d_model"] * s["n_layers"])]
+    n_rows = len(held) // (seq_len + 1)
+    np.save(work / "heldout.npy", np.asarray(held[: n_rows * (seq_len + 1)], dtype=np.int32).reshape(n_rows, -1))
+
+
+def train_jobs(
+    ladder: Ladder,
+    out_dir: str | Path,
+    seed: int,
+    device: str,
+    threads: int | None,
+    workers: int,
+    probe: bool,
+    cfg: TrainConfig,
+) -> list[TrainJob]:
+    """One job per size, largest first (the longest job starts first when workers share the sizes)."""
+    from harness.zoo.train import SizeSpec
+
+    return [
+        TrainJob(
+            size=SizeSpec(**size),
+            out_dir=str(out_dir),
+            seed=seed,
+            device=device,
+            checkpoint_steps=tuple(ladder.checkpoint_steps()),
+            threads=threads or (1 if workers > 1 else None),
+            probe=probe,
+            train_config=cfg,
+        )
+        for size in sorted(ladder.sizes, key=lambda s: -s["d_model"] * s["n_layers"])
+    ]
+
+
+def _run_train_jobs(jobs: list[TrainJob], workers: int, device: str, log: Callable[[str], None]) -> list[list[dict]]:
+    """Train every job, in `workers` spawned processes on CPU (they log with print), else here in order."""
     if workers > 1 and device == "cpu":
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = list(pool.map(_train_job, jobs))
-    else:
-        results = [_train_job(job, log) for job in jobs]
+            return list(pool.map(_train_job, jobs))
+    return [_train_job(job, log) for job in jobs]
+
+
+def _write_build_log(out: Path, ladder: Ladder, results: list[list[dict]]) -> list[dict]:
+    """All checkpoint records in ladder order, then by step; written to <out>/build_log.jsonl."""
     records = sorted((r for rs in results for r in rs), key=lambda r: (_size_order(ladder, r["size"]), r["step"]))
     with (out / "build_log.jsonl").open("w") as sink:
         sink.writelines(json.dumps(r) + "\n" for r in records)
+    return records
+
+
+def _remove_work_dir(work: Path) -> None:
     import shutil
 
     shutil.rmtree(work, ignore_errors=True)
-    return records
 
 
 def _size_order(ladder: Ladder, name: str) -> int:
     return [s["name"] for s in ladder.sizes].index(name)
 
 
-def _train_job(job: tuple, log: Callable[[str], None] = print) -> list[dict]:
+def _train_job(job: TrainJob, log: Callable[[str], None] = print) -> list[dict]:
     """Train one size from the files `build` left in <out>/_build (runs in a worker process)."""
     import numpy as np
     import torch
     from transformers import PreTrainedTokenizerFast
 
     from harness.zoo.probe import make_probe
-    from harness.zoo.train import SizeSpec, train_size
+    from harness.zoo.train import train_size
 
-    size, out, seed, device, steps, threads, probe, cfg = job
-    if threads:
-        torch.set_num_threads(threads)
+    if job.threads:
+        torch.set_num_threads(job.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    work = Path(out) / "_build"
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(work / "tokenizer")
-    stream = np.load(work / "stream.npy", mmap_mode="r")
-    heldout = np.load(work / "heldout.npy")
-    probe_fn = make_probe(tokenizer, device) if probe else None
-    return train_size(SizeSpec(**size), tokenizer, stream, heldout, steps, Path(out), seed, device, cfg, log, probe_fn)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(job.work_dir / "tokenizer")
+    stream = np.load(job.work_dir / "stream.npy", mmap_mode="r")
+    heldout = np.load(job.work_dir / "heldout.npy")
+    probe_fn = make_probe(tokenizer, job.device) if job.probe else None
+    return train_size(job.size, tokenizer, stream, heldout, list(job.checkpoint_steps), Path(job.out_dir), job.seed,
+                      job.device, job.train_config, log, probe_fn)
 
 
 def list_ladder(root: str | Path = "zoo") -> list[dict]:

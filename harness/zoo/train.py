@@ -136,24 +136,36 @@ def train_size(
         for group in opt.param_groups:
             group["lr"] = lr_at(step, total_steps, spec.lr, cfg)
         rows = stream[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-        batch = torch.tensor(np.asarray(rows), dtype=torch.long, device=device)
-        with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=autocast):
-            logits = model(input_ids=batch[:, :-1]).logits
-        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), batch[:, 1:].reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        recent.append(loss.item())
+        recent.append(_train_step(model, opt, rows, device, autocast, cfg.grad_clip))
         if (step + 1) in checkpoint_steps:
             tokens = (step + 1) * cfg.batch_size * cfg.seq_len
             save_checkpoint(model, tokenizer, out_dir / spec.name / f"step{step + 1}", step + 1, tokens)
             record = {"size": spec.name, "step": step + 1, "tokens": tokens, "train_loss": float(np.mean(recent[-50:])),
                       "heldout_loss": heldout_loss(model, heldout_rows, device), "seconds": round(time.time() - started, 1)}
-            if probe is not None:
-                model.eval()
-                record.update(probe(model))
-                model.train()
+            record.update(_probe_figures(model, probe))
             records.append(record)
             log(json.dumps(record))
     return records
+
+
+def _train_step(model, opt: torch.optim.Optimizer, rows: np.ndarray, device: str, autocast: bool, grad_clip: float) -> float:
+    """One optimiser step of next-token loss on a batch of rows (seq_len + 1 ids each); returns the loss."""
+    batch = torch.tensor(np.asarray(rows), dtype=torch.long, device=device)
+    with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=autocast):
+        logits = model(input_ids=batch[:, :-1]).logits
+    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), batch[:, 1:].reshape(-1))
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    return loss.item()
+
+
+def _probe_figures(model: torch.nn.Module, probe: Callable[[torch.nn.Module], dict] | None) -> dict:
+    """The probe's figures, measured in eval mode (none without a probe)."""
+    if probe is None:
+        return {}
+    model.eval()
+    figures = probe(model)
+    model.train()
+    return figures

@@ -1,0 +1,158 @@
+"""What a checkpoint is and what its files say: the value type every stage shares, read without torch.
+
+`plan` resolves a sweep's models to `Checkpoint`s, `backends` loads them, `results` and `analysis`
+order their revisions. Everything here reads files only (never weights into memory), so each of
+those packages imports it downward and none of them imports another for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import UserError
+
+DEFAULT_REVISION = "main"  # what a hub and this harness call the revision of a model given without one
+_STEP = re.compile(r"^step(\d+)$")
+# Suffixes of files that never change what a model computes (a model card, a training log).
+_NOT_CONTENT = (".md", ".log")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where a model revision comes from: a local folder, or a hub id plus revision."""
+
+    source: str  # local folder (absolute) or hub id
+    revision: str | None  # hub revision; None for local folders
+    is_local: bool
+    tokens_trained: int | None  # from harness.json or known family metadata
+
+
+def revision_label(revision: str | None) -> str:
+    """The one spelling of a revision in keys, paths and tables: a missing revision (None, or a
+    null read back from Parquet) is "main".
+
+    >>> revision_label(None), revision_label(float("nan")), revision_label("step256")
+    ('main', 'main', 'step256')
+    """
+    return revision if isinstance(revision, str) and revision else DEFAULT_REVISION
+
+
+def step_of(revision: str | None) -> int | None:
+    """The training step of a `step<N>` revision (Pythia's naming), else None."""
+    match = _STEP.match(revision or "")
+    return int(match.group(1)) if match else None
+
+
+def training_order(revision: str | None, tokens: int | None = None) -> tuple:
+    """Sort key that puts revisions in training order: by tokens trained, then step, then name.
+
+    The last revision in this order is a model's *final* one, for the plan (tasks restricted to
+    `revisions: final`) and the analysis alike.
+
+    >>> sorted(["step1000", "step143000", "step256"], key=training_order)
+    ['step256', 'step1000', 'step143000']
+    """
+    step = step_of(revision)
+    return (tokens is not None, tokens or 0, step is not None, step or 0, revision_label(revision))
+
+
+def check_weights_format(checkpoint: Checkpoint, allow_pickle: bool) -> None:
+    """Refuse pickle-only local checkpoints: unpickling runs arbitrary code."""
+    if not checkpoint.is_local or allow_pickle:
+        return
+    folder = Path(checkpoint.source)
+    if any(folder.glob("*.safetensors")):
+        return
+    if any(folder.glob("*.bin")) or any(folder.glob("*.pt")):
+        raise UserError(
+            f"{folder}: only pickle weights (pytorch_model.bin) found; pickle can run code on load. "
+            f"Convert to safetensors, or opt in with `allow_pickle: true` in the sweep / --allow-pickle"
+        )
+    raise UserError(f"{folder}: no model weights (*.safetensors) found")
+
+
+def safetensors_param_count(folder: Path) -> int | None:
+    """Parameters from safetensors headers (8-byte length + JSON), without reading any weights."""
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        return None
+    total = 0
+    for path in files:
+        try:
+            with path.open("rb") as handle:
+                (length,) = struct.unpack("<Q", handle.read(8))
+                if length > path.stat().st_size:
+                    return None  # not a safetensors file; loading it will fail with the reason
+                header = json.loads(handle.read(length))
+        except (OSError, struct.error, ValueError):
+            return None
+        for name, info in header.items():
+            if name != "__metadata__":
+                count = 1
+                for dim in info["shape"]:
+                    count *= dim
+                total += count
+    return total
+
+
+def _content_files(folder: Path) -> Iterable[Path]:
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and not p.name.startswith(".") and not p.name.endswith(_NOT_CONTENT))
+
+
+def _cache_file() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "harness" / "file-digests.json"
+
+
+def _digest(path: Path, cache: dict) -> str:
+    """sha256 of a file, remembered by (path, size, mtime): a 24 GB checkpoint is read once."""
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    if key not in cache:
+        sha = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                sha.update(block)
+        cache[key] = sha.hexdigest()
+    return cache[key]
+
+
+def content_fingerprint(checkpoint: Checkpoint) -> list:
+    """What a shard key records about a model: the content of a local folder's files (weights,
+    config, tokenizer), or a hub id plus revision (the hub's revision names one content).
+
+    Sizes alone are not enough: retraining the same architecture writes files of the same size.
+    """
+    if not checkpoint.is_local:
+        return [checkpoint.source, checkpoint.revision]
+    cache_path = _cache_file()
+    try:
+        cache = json.loads(cache_path.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    size = len(cache)
+    files = [(p.name, _digest(p, cache)) for p in _content_files(Path(checkpoint.source))]
+    if len(cache) != size:
+        _save_cache(cache_path, cache)
+    return files
+
+
+def _save_cache(path: Path, cache: dict) -> None:
+    """Best effort: a read-only home only costs a re-hash next time. Entries of files that are
+    gone are dropped, so the cache does not grow with every temporary checkpoint."""
+    cache = {k: v for k, v in cache.items() if Path(k.split("|", 1)[0]).exists()}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(cache))
+        os.replace(tmp, path)
+    except OSError:
+        pass

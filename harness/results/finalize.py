@@ -1,0 +1,84 @@
+"""From the request rows of a run to its samples and scores: the last step before the analysis.
+
+A (model revision, task) is scored only when every one of its planned shards is written: a run
+with failed shards never writes a partial score. Parameter counts measured by the workers win
+over the sweep's stated ones; tokens trained come from the sweep or the checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from harness.checkpoint import revision_label, step_of
+from harness.plan.shards import Plan
+from harness.results.metrics import aggregate_group
+from harness.results.schemas import SCORES_SCHEMA
+from harness.results.store import read_table, samples_path, samples_table, table_from_rows, write_atomic
+
+HEADLINE_METRICS = ("acc", "exact_match", "bits_per_byte")
+
+
+def finalize(plan: Plan, run_dir: Path, measured: Mapping[str, dict]):
+    """Write samples and scores.parquet; returns the scores as a DataFrame (None: no rows at all).
+
+    `measured` maps a model revision's key to what its worker measured (`n_params`,
+    `n_params_nonembedding`), as the manifest records it.
+    """
+    requests = read_table(run_dir / "requests")
+    if requests.empty:
+        write_atomic(table_from_rows([], SCORES_SCHEMA), run_dir / "scores.parquet")
+        return None
+    requests = requests[requests["shard"].isin({s.key for s in plan.shards})]
+    expected: dict[tuple, set] = defaultdict(set)
+    for shard in plan.shards:
+        expected[(shard.model_revision.key, shard.task)].add(shard.key)
+    models = {m.key: m for m in plan.model_revisions}
+    score_rows = []
+    for (key, task), group in _groups(requests, models):
+        if set(group["shard"].unique()) != expected.get((key, task), set()):
+            continue  # incomplete: some shards failed; no partial score is ever written
+        model = models[key]
+        result = aggregate_group(plan.tasks[task], group.to_dict("records"), plan.sweep.bootstrap_iters)
+        ids = {"model": model.name, "revision": model.revision, "task": task}
+        write_atomic(samples_table([{**ids, **s} for s in result.samples]),
+                     samples_path(run_dir, model.name, model.revision, task))
+        counts = measured.get(key, {})
+        for row in result.metrics:
+            score_rows.append({**ids, **row,
+                               "n_params": counts.get("n_params") or model.spec.n_params,
+                               "n_params_nonembedding": counts.get("n_params_nonembedding")
+                               or model.spec.n_params_nonembedding,
+                               "tokens_trained": model.tokens_trained})
+    table = table_from_rows(score_rows, SCORES_SCHEMA)
+    write_atomic(table, run_dir / "scores.parquet")
+    return table.to_pandas()
+
+
+def _groups(requests, models: Mapping) -> Iterator:
+    keys = requests["model"] + "@" + requests["revision"].map(revision_label)
+    for (key, task), group in requests.assign(_key=keys).groupby(["_key", "task"], sort=True):
+        if key in models:
+            yield (key, task), group
+
+
+def headline_table(scores) -> str:
+    """The headline metric of each task per model revision, revisions in training order."""
+    if scores is None or scores.empty:
+        return "harness: no complete (model, task) results to score"
+    rows = scores[scores["metric"].isin(HEADLINE_METRICS)].copy()
+    if rows.empty:
+        rows = scores.copy()
+    rows["model"] = rows["model"] + "@" + rows["revision"].map(revision_label)
+    suffix = rows["filter"].map(lambda f: "" if f == "none" else f",{f}")
+    rows["col"] = rows["task"] + ":" + rows["metric"] + suffix
+    table = rows.pivot_table(index="model", columns="col", values="value", aggfunc="first")
+
+    def order(key: str) -> tuple:  # step128 before step1024, not string order
+        name, revision = key.rsplit("@", 1)
+        return name, step_of(revision) or 0, key
+
+    table = table.loc[sorted(table.index, key=order)]
+    table.columns.name = None
+    return table.to_string(na_rep="-", float_format=lambda v: f"{v:.4g}")
