@@ -1,0 +1,31 @@
+"""harness: evaluate a ladder of model sizes on lm-eval tasks with Ray, and fit how abilities scale.
+
+The packages, in the order data flows through them (each imports only those before it, and the
+foundation modules at the bottom):
+
+    cli/         one module per verb (run, plan, ls, analyze, compute, submit, zoo)
+    plan/        sweep -> model revisions (models.py) x tasks -> requests built once through lm-eval
+                 (requests.py) -> shards and their keys (shards.py); checks before any worker starts
+                 (preflight.py)
+    engine/      the only Ray code: run.py (plan -> preflight -> execute -> finalize -> analyze),
+                 driver.py (the dispatch loop), replicas.py (live replicas), worker.py (the actor),
+                 cluster.py, state.py, progress.py, submit.py (Ray Jobs API)
+      scheduling/  pure policy beneath the engine: policy, resources, placement, layout, costs, simulator
+      backends/    torch lives here (and in zoo/): loading.py (LoadSpec), scorer.py, registry.py
+                   (hf | fast), fast/ (pack, score, generate, lm)
+    results/     schemas.py, store.py (every read and write of a run folder), manifest.py,
+                 metrics.py (lm-eval metrics per document), finalize.py (samples and scores.parquet)
+    analysis/    reads Parquet only: series, laws, fit/, bootstrap, backtest, emergence, compute,
+                 plot, report, analyze.py (the `harness analyze` pipeline)
+    zoo/         the embedded ladder: corpus, data, formats, train, probe, eval, ladder (build, list)
+
+    foundation:  config.py (the typed sweep), checkpoint.py (what a checkpoint is, read without
+                 torch), errors.py (UserError: one line, exit 2)
+
+Where to look:
+    a metric is computed     results/metrics.py (`aggregate_group`, lm-eval's process_results)
+    a shard is scored        engine/worker.py (`ShardWorker.score`) -> backends/scorer.py (`Scorer`)
+    a fit is made            analysis/laws.py on analysis/fit/ (power law, sigmoid, Chinchilla)
+    a shard is keyed         plan/shards.py (`shard_key`, over checkpoint.content_fingerprint)
+    Ray is used              engine/ only
+"""

@@ -46,7 +46,7 @@ def revision_label(revision: str | None) -> str:
 
 def step_of(revision: str | None) -> int | None:
     """The training step of a `step<N>` revision (Pythia's naming), else None."""
-    match = _STEP.match(revision or "")
+    match = _STEP.match(revision if isinstance(revision, str) else "")  # None, or a null from Parquet
     return int(match.group(1)) if match else None
 
 

@@ -12,13 +12,22 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from harness.checkpoint import revision_label
 from harness.errors import UserError
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEVICES = ("auto", "cpu", "cuda")
 BACKENDS = ("hf", "fast")
 TASK_REVISIONS = ("all", "final")
+# The checkout this package runs from. Its tasks/ and sweeps/ are not package data: an install
+# that is not editable has neither, and `bundled` says so instead of pointing at nothing.
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def bundled(folder: str) -> Path | None:
+    """The checkout's `tasks/` or `sweeps/` folder, or None when this install has none."""
+    path = REPO_ROOT / folder
+    return path if path.is_dir() else None
 
 
 @dataclass(frozen=True)
@@ -38,7 +47,7 @@ class ModelSpec:
     def tokens_for(self, revision: str | None) -> int | None:
         """Tokens trained as the sweep states it (an int, or a per-revision mapping)."""
         if isinstance(self.tokens_trained, Mapping):
-            return self.tokens_trained.get(revision or "main")
+            return self.tokens_trained.get(revision_label(revision))
         return self.tokens_trained
 
 
@@ -84,8 +93,13 @@ class Sweep:
         return Path(self.output or f"results/{self.name}")
 
     def task_include_paths(self) -> tuple[Path, ...]:
-        """Folders lm-eval searches for tasks: the repo's tasks/ first, then the sweep's."""
-        paths = [REPO_ROOT / "tasks"] + [Path(p) for p in self.include_path]
+        """Folders lm-eval searches for tasks: the checkout's tasks/ first (when this install has
+        one), then the sweep's, each of which must be a folder."""
+        for folder in self.include_path:
+            if not Path(folder).is_dir():
+                raise UserError(f"{self.source}: include_path {folder!r} is not a folder; give a folder of "
+                                "lm-eval task YAML (--include-path)")
+        paths = [p for p in (bundled("tasks"),) if p is not None] + [Path(p) for p in self.include_path]
         return tuple(dict.fromkeys(p.resolve() for p in paths))
 
 
@@ -150,7 +164,7 @@ def check_positive(value: int | None, what: str, allow_zero: bool = False) -> No
         raise UserError(f"{what} must be {bound}, got {value}")
 
 
-def default_model_name(path: str, revision: str | None = None) -> str:
+def default_model_name(path: str) -> str:
     return Path(path.rstrip("/")).name or path
 
 
@@ -259,6 +273,20 @@ def load_sweep(path: str | Path) -> Sweep:
     return sweep_from_mapping(raw or {}, str(path))
 
 
+def _merge_revisions(specs: list[ModelSpec]) -> tuple[ModelSpec, ...]:
+    """`--models X@step1,X@step2` is one model with two revisions, as `revisions:` is in YAML."""
+    merged: dict[str, ModelSpec] = {}
+    for spec in specs:
+        if spec.path in merged:
+            held = merged[spec.path]
+            if set(spec.revisions) & set(held.revisions):
+                raise UserError(f"--models: {spec.path}@{revision_label(spec.revisions[0])} is given twice; name each "
+                                "revision once")
+            spec = replace(held, revisions=held.revisions + spec.revisions)
+        merged[spec.path] = spec
+    return tuple(merged.values())
+
+
 def apply_overrides(sweep: Sweep | None, **flags: Any) -> Sweep:
     """Flags override the file. `models`/`tasks` are comma-separated strings from the CLI."""
     models = flags.pop("models", None)
@@ -266,8 +294,8 @@ def apply_overrides(sweep: Sweep | None, **flags: Any) -> Sweep:
     include = flags.pop("include_path", None)
     changes: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
     if models:
-        specs = [_model_from_raw(ref.strip(), "--models", i) for i, ref in enumerate(models.split(",")) if ref.strip()]
-        changes["models"] = tuple(specs)
+        refs = [ref.strip() for ref in models.split(",") if ref.strip()]
+        changes["models"] = _merge_revisions([_model_from_raw(ref, "--models", i) for i, ref in enumerate(refs)])
     if tasks:
         changes["tasks"] = tuple(TaskSpec(name=t.strip()) for t in tasks.split(",") if t.strip())
     if include:

@@ -67,3 +67,33 @@ def test_flags_override_the_file():
 def test_model_reference_with_revision():
     assert parse_model_ref("EleutherAI/pythia-70m@step1000") == ("EleutherAI/pythia-70m", "step1000")
     assert parse_model_ref("zoo/m") == ("zoo/m", None)
+
+
+def test_revisions_of_one_path_on_the_command_line_are_one_model():
+    # B6: PATH_OR_ID@REVISION invites several revisions of one model; they merge as in YAML.
+    sweep = apply_overrides(None, models="EleutherAI/pythia-70m@step1000,EleutherAI/pythia-70m@step2000,gpt2-org/gpt2",
+                            tasks="lambada_openai")
+    assert [(m.name, m.revisions) for m in sweep.models] == [
+        ("pythia-70m", ("step1000", "step2000")), ("gpt2", (None,))]
+    with pytest.raises(UserError, match="given twice"):
+        apply_overrides(None, models="EleutherAI/pythia-70m@step1000,EleutherAI/pythia-70m@step1000", tasks="x")
+
+
+def test_an_install_without_the_checkout_says_where_to_point(tmp_path, monkeypatch):
+    # B9: an install that is not editable has no tasks/ or sweeps/ beside the package; a missing
+    # include path was dropped silently. Now each says what to do in one line.
+    from harness import config
+    from harness.cli import main
+
+    monkeypatch.setattr(config, "REPO_ROOT", tmp_path / "site-packages")
+    assert config.bundled("tasks") is None
+    sweep = sweep_from_mapping({"models": ["EleutherAI/pythia-70m"], "tasks": ["zoo_english"],
+                                "include_path": [str(tmp_path / "missing")]}, "sweep.yaml")
+    with pytest.raises(UserError, match="include_path .*missing.* is not a folder"):
+        sweep.task_include_paths()
+    from harness.plan.requests import load_tasks
+
+    with pytest.raises(UserError, match="no tasks/ folder .*--include-path"):
+        load_tasks(["zoo_english"], dataclasses.replace(sweep, include_path=()).task_include_paths())
+    monkeypatch.setattr("harness.cli.common.DEFAULT_SWEEP", tmp_path / "site-packages" / "sweeps" / "default.yaml")
+    assert main(["plan"]) == 2

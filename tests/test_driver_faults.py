@@ -250,3 +250,32 @@ def test_a_replica_ray_cannot_place_does_not_stall_the_run(tiny_world, tmp_path)
                for o in outcomes)
     assert [e["event"] for e in state.events] == ["start_timeout", "start_timeout"]
     assert elapsed < 30, f"{elapsed:.0f} s"
+
+
+def test_a_slow_load_counts_against_the_start_timeout_not_the_shard_timeout(tiny_world, tmp_path):
+    # B1: the first replica of a model is handed a shard before its weights load. A load longer
+    # than shard_timeout_s (a large hub model downloading) must not be killed as a shard timeout.
+    import ray
+
+    fake = _fake_worker(tmp_path)
+
+    class SlowLoading(fake):
+        def __init__(self, *args, **kwargs):
+            time.sleep(4.0)  # "downloading weights": longer than the 1.5 s shard timeout
+            super().__init__(*args, **kwargs)
+
+    sweep = _sweep(tiny_world, tmp_path / "run", tasks=["tiny_mc"], limit=2, workers=1,
+                   shard_timeout_s=1.5, max_attempts=2)
+    plan = build_plan(sweep)
+    progress = Progress(Counter(s.model_revision.key for s in plan.shards), 0, stream=io.StringIO())
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        state = Driver(plan, tmp_path / "run", progress, RunState(), worker_cls=SlowLoading,
+                       start_timeout_s=60).execute(plan.shards)
+    finally:
+        ray.shutdown()
+    outcomes = list(state.outcomes.values())
+    assert len(outcomes) == 2 and all(o.status == "done" and o.attempts == 1 for o in outcomes), outcomes
+    assert "shard_timeout" not in [e["event"] for e in state.events]
+    ready = [e for e in state.events if e["event"] == "replica_ready"]
+    assert ready and ready[0]["load_s"] >= 4.0

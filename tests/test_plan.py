@@ -71,3 +71,45 @@ def test_long_documents_close_a_shard_early(tiny_world, tmp_path):
     assert all(s.est_tokens <= 200 or len(s.doc_ids) == 1 for s in ppl)
     mc = [s for s in plan.shards if s.task == "tiny_mc"]
     assert all(s.est_tokens <= 200 or len(s.doc_ids) == 1 for s in mc)
+
+
+def test_final_means_last_in_training_order_not_last_listed(tiny_world, tmp_path):
+    # B5: `revisions: [step2, step1]` must still run `revisions: final` tasks on step2.
+    _sweep(tiny_world, tmp_path)  # makes the ladder folder
+    sweep = _sweep(tiny_world, tmp_path, models=[{"name": "lad", "path": str(tmp_path / "ladder"),
+                                                   "revisions": ["step2", "step1"]}])
+    mc = [s for s in build_plan(sweep).shards if s.task == "tiny_mc"]
+    assert mc and {s.model_revision.revision for s in mc} == {"step2"}
+
+
+def test_retrained_weights_of_the_same_size_get_new_keys(tiny_world, tmp_path):
+    # B2: retraining the same architecture writes files of the same size; a rerun into the same
+    # folder must not reuse the old shards.
+    from safetensors.torch import load_file, save_file
+
+    sweep = _sweep(tiny_world, tmp_path)
+    keys = lambda rev: {s.key for s in build_plan(sweep).shards if s.model_revision.revision == rev}  # noqa: E731
+    before, step1 = keys("step2"), keys("step1")
+    weights = next((tmp_path / "ladder" / "step2").glob("*.safetensors"))
+    size = weights.stat().st_size
+    tensors = load_file(str(weights))
+    save_file({k: v + 0.01 if v.is_floating_point() else v for k, v in tensors.items()}, str(weights),
+              metadata={"format": "pt"})
+    assert weights.stat().st_size == size  # same shapes, same size: only the content differs
+    after = keys("step2")
+    assert before and not before & after
+    assert keys("step1") == step1  # the untouched revision keeps its keys (and its shards)
+
+
+def test_plan_and_analysis_agree_on_the_final_revision():
+    # B5: one definition of "final" for the plan (revisions: final) and the analysis (final sizes).
+    import pandas as pd
+
+    from harness.analysis.series import final_revisions
+    from harness.checkpoint import training_order
+
+    listed = ["step143000", "step1000", "main2", None]
+    rows = pd.DataFrame({"model": ["m"] * 4, "revision": listed, "tokens_trained": [None] * 4})
+    assert final_revisions(rows)["revision"].tolist() == [max(listed, key=training_order)] == ["step143000"]
+    with_tokens = rows.assign(tokens_trained=[10, 20, None, None])
+    assert final_revisions(with_tokens)["revision"].tolist() == ["step1000"]  # tokens trained decide first

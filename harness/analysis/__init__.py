@@ -1,0 +1,16 @@
+"""`harness analyze` and `harness compute`: scaling laws fitted to a finished run's Parquet files.
+
+Reads scores.parquet and samples/ only (the file contract of harness.results), never a model,
+Ray or torch. Entry point: `analyze.analyze_run`.
+  series     scores + samples -> one (size, value) series per task and metric, with paired
+             per-document bootstrap resamples
+  fit/       the curve fits themselves (power law, sigmoid, Chinchilla L(N, D))
+  laws       one law fitted to one series, with intervals and a band
+  backtest   fit all sizes but the largest, predict the largest
+  emergence  emergence score and the mirage check
+  tasks      which laws each task gets, and what they found
+  tables     fits.parquet and bands.parquet
+  plot, report   plots/*.png and report.md
+  bootstrap  the resampling: over documents (paired across models) or over models
+  compute    C = 6 N D and the compute-optimal frontier (`harness compute`)
+"""

@@ -28,6 +28,8 @@ SCORE_COLUMNS = ("model", "revision", "task", "metric", "filter", "value", "n_pa
 
 @dataclass(frozen=True)
 class AnalysisSummary:
+    """What analyze_run wrote and found."""
+
     run_dir: Path
     fits_path: Path
     bands_path: Path
@@ -40,6 +42,8 @@ class AnalysisSummary:
 
 
 def load_scores(run_dir: Path):
+    """RUN_DIR/scores.parquet with a string revision ("" when none), filter ("none" when missing) and
+    float value, size and token columns (NaN where unknown)."""
     import pandas as pd
 
     path = run_dir / "scores.parquet"

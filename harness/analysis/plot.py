@@ -1,11 +1,14 @@
-"""Figures for `harness analyze`: drawn from the measured points and the stored fits, never refitted.
+"""Figures for `harness analyze`: drawn from the measured points and the fits, never refitted.
 
-Curves come from the fit's parameters and the bootstrap band computed at analysis time; matplotlib
-runs on the Agg backend (files only, no display).
+Curves come from the fit's parameters and the bootstrap band computed at analysis time (the same
+values bands.parquet holds); matplotlib runs on the Agg backend (files only, no display). Each PNG
+is written to a temporary file in plots/ and renamed, so a reader never sees half a figure.
 """
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +33,21 @@ def _plt():
 
     plt.rcParams.update({"font.size": 11, "axes.grid": True, "grid.alpha": 0.3, "legend.fontsize": 9})
     return plt
+
+
+def _save(plt, fig, path: Path) -> Path:
+    """Write the figure to `path` atomically (temporary file in the same folder, then rename); close it."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
+    return path
 
 
 def _slug(*parts: str) -> str:
@@ -99,79 +117,91 @@ def _loss_plot(plt, path: Path, o, backtest) -> Path:
     ax.set_ylabel(UNITS.get(s.metric, s.metric) + " (log scale)")
     ax.set_title(f"{s.task}: {s.metric} against size")
     ax.legend()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def _chinchilla_plot(plt, path: Path, o) -> Path:
+    """Left: loss against tokens per size with the L(N, D) curves; right: iso-loss contours and frontier."""
     s, p = o.series, o.params
     known = np.isfinite(s.d)
     n, d, y = s.n[known], s.d[known], s.y[known]
-
-    def loss(nn, dd):
-        return p["E"] + p["A"] / nn ** p["alpha"] + p["B"] / dd ** p["beta"]
-
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
+    _loss_against_tokens(left, s, p, n, d, y)
+    _iso_loss_contours(right, s, p, n, d)
+    return _save(plt, fig, path)
+
+
+def _chinchilla_loss(p: dict[str, float], nn, dd):
+    return p["E"] + p["A"] / nn ** p["alpha"] + p["B"] / dd ** p["beta"]
+
+
+def _loss_against_tokens(ax, s, p, n, d, y) -> None:
     d_grid = np.geomspace(d.min() / 2, d.max() * 2, 80)
     for i, size in enumerate(np.unique(n)):
         sel = n == size
-        left.plot(d[sel], y[sel], "o", color=f"C{i % 10}", label=f"N = {size:.3g}")
-        left.plot(d_grid, loss(size, d_grid), "-", color=f"C{i % 10}", alpha=0.7)
-    left.set_xscale("log")
-    left.set_xlabel("training tokens D")
-    left.set_ylabel(UNITS.get(s.metric, s.metric))
-    left.set_title(f"{s.task}: loss against tokens (lines: L(N, D) fit)")
-    left.legend(ncol=2)
+        ax.plot(d[sel], y[sel], "o", color=f"C{i % 10}", label=f"N = {size:.3g}")
+        ax.plot(d_grid, _chinchilla_loss(p, size, d_grid), "-", color=f"C{i % 10}", alpha=0.7)
+    ax.set_xscale("log")
+    ax.set_xlabel("training tokens D")
+    ax.set_ylabel(UNITS.get(s.metric, s.metric))
+    ax.set_title(f"{s.task}: loss against tokens (lines: L(N, D) fit)")
+    ax.legend(ncol=2)
+
+
+def _iso_loss_contours(ax, s, p, n, d) -> None:
+    """Contours of the fitted L(N, D), the measured (N, D) points and the compute-optimal frontier."""
     n_grid = np.geomspace(n.min() / 4, n.max() * 4, 120)
     dd_grid = np.geomspace(d.min() / 4, d.max() * 4, 120)
     nn, dd = np.meshgrid(n_grid, dd_grid)
-    cs = right.contour(nn, dd, loss(nn, dd), levels=10, cmap="viridis")
-    right.clabel(cs, fmt="%.2f", fontsize=8)
-    right.plot(n, d, "ko", ms=4, label="measured (N, D)")
+    cs = ax.contour(nn, dd, _chinchilla_loss(p, nn, dd), levels=10, cmap="viridis")
+    ax.clabel(cs, fmt="%.2f", fontsize=8)
+    ax.plot(n, d, "ko", ms=4, label="measured (N, D)")
     flops = np.geomspace(6 * n_grid.min() * dd_grid.min(), 6 * n_grid.max() * dd_grid.max(), 50)
     n_opt = (p["alpha"] * p["A"] / (p["beta"] * p["B"])) ** (1 / (p["alpha"] + p["beta"])) * (flops / 6) ** (
         p["beta"] / (p["alpha"] + p["beta"]))
-    right.plot(n_opt, flops / (6 * n_opt), "r-", lw=2, label="compute-optimal frontier")
-    right.set_xscale("log")
-    right.set_yscale("log")
-    right.set_xlim(n_grid.min(), n_grid.max())
-    right.set_ylim(dd_grid.min(), dd_grid.max())
-    right.set_xlabel(X_LABEL)
-    right.set_ylabel("training tokens D")
-    right.set_title(f"iso-loss contours of the fit ({UNITS.get(s.metric, s.metric)})")
-    right.legend(loc="upper left")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    ax.plot(n_opt, flops / (6 * n_opt), "r-", lw=2, label="compute-optimal frontier")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(n_grid.min(), n_grid.max())
+    ax.set_ylim(dd_grid.min(), dd_grid.max())
+    ax.set_xlabel(X_LABEL)
+    ax.set_ylabel("training tokens D")
+    ax.set_title(f"iso-loss contours of the fit ({UNITS.get(s.metric, s.metric)})")
+    ax.legend(loc="upper left")
 
 
 def _emergence_plot(plt, path: Path, verdict, sig, twins) -> Path:
+    """The discrete metric with its sigmoid fit, then one panel per continuous twin with its power law."""
     panels = 1 + len(twins)
     fig, axes = plt.subplots(1, panels, figsize=(5.6 * panels, 4.6), squeeze=False, layout="constrained")
-    ax = axes[0, 0]
-    if sig is not None:
-        s, p = sig.series, sig.params
-        _points(ax, s, f"measured {s.metric}")
-        _curve(ax, sig, "sigmoid fit")
-        flag = " (outside measured range)" if not (s.n.min() <= p["N_star"] <= s.n.max()) else ""
-        ax.axvline(p["N_star"], color="C2", ls="--", label=f"N* = {p['N_star']:.3g}{flag}")
-        ax.set_ylabel(UNITS.get(s.metric, s.metric))
-        ax.set_title(f"{s.task}: {s.metric} (emergence score {verdict.discrete_score:.3g})")
-    else:
-        ax.text(0.5, 0.5, "sigmoid fit skipped (see report)", ha="center", transform=ax.transAxes)
+    _sigmoid_panel(axes[0, 0], verdict, sig)
     for ax, o in zip(axes[0, 1:], twins):
-        s = o.series
-        _points(ax, s, f"measured {s.metric}", color="C4")
-        _curve(ax, o, "power-law fit", color="C5")
-        ax.set_ylabel(UNITS.get(s.metric, s.metric))
-        ax.set_title(f"continuous twin {s.metric} (score {verdict.twin_scores.get(s.metric, np.nan):.3g})")
+        _twin_panel(ax, verdict, o)
     for ax in axes[0]:
         ax.set_xscale("log")
         ax.set_xlabel(X_LABEL)
         if ax.has_data():
             ax.legend()
     fig.suptitle(verdict.verdict, fontsize=10)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
+
+
+def _sigmoid_panel(ax, verdict, sig) -> None:
+    if sig is None:
+        ax.text(0.5, 0.5, "sigmoid fit skipped (see report)", ha="center", transform=ax.transAxes)
+        return
+    s, p = sig.series, sig.params
+    _points(ax, s, f"measured {s.metric}")
+    _curve(ax, sig, "sigmoid fit")
+    flag = " (outside measured range)" if not (s.n.min() <= p["N_star"] <= s.n.max()) else ""
+    ax.axvline(p["N_star"], color="C2", ls="--", label=f"N* = {p['N_star']:.3g}{flag}")
+    ax.set_ylabel(UNITS.get(s.metric, s.metric))
+    ax.set_title(f"{s.task}: {s.metric} (emergence score {verdict.discrete_score:.3g})")
+
+
+def _twin_panel(ax, verdict, o) -> None:
+    s = o.series
+    _points(ax, s, f"measured {s.metric}", color="C4")
+    _curve(ax, o, "power-law fit", color="C5")
+    ax.set_ylabel(UNITS.get(s.metric, s.metric))
+    ax.set_title(f"continuous twin {s.metric} (score {verdict.twin_scores.get(s.metric, np.nan):.3g})")

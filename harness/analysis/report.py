@@ -1,11 +1,16 @@
-"""report.md for `harness analyze`: the tables, fits with intervals, thresholds, mirage verdicts,
-back-test errors and skip reasons, each pointing at its plot."""
+"""report.md for `harness analyze`: the measured scores, the fits with their intervals, emergence
+scores and mirage verdicts, back-test errors, the compute-optimal frontier, the skip reasons, and
+the plots (linked at the end). Written atomically, like every file of a run folder.
+"""
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
 import numpy as np
+
+from harness.analysis.laws import MIN_POINTS_MODEL_BOOTSTRAP
+from harness.results.store import write_text_atomic
 
 
 def _num(v) -> str:
@@ -24,14 +29,17 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def write_report(run_dir: Path, scores, has_samples: bool, fits, verdicts, backtests, skipped, plots,
                  outcomes) -> Path:
-    """Write RUN_DIR/report.md and return its path."""
-    lines = [f"# Scaling analysis: {run_dir.name}", ""]
-    ci = ("95% percentile intervals from a bootstrap over documents, paired across models (the same "
-          "resampled documents for every model), refitting each resample."
-          if has_samples else "No per-document samples in the run: fits have no intervals.")
-    lines += [f"Read from `scores.parquet`{' and `samples/`' if has_samples else ''}. {ci} "
-              "Sizes are non-embedding parameters; curves use each model's final checkpoint, except "
-              "L(N, D), which uses every revision with a known token count.", ""]
+    """Write RUN_DIR/report.md (atomically) and return its path."""
+    path = run_dir / "report.md"
+    write_text_atomic(render_report(run_dir.name, scores, has_samples, fits, verdicts, backtests, skipped, plots),
+                      path)
+    return path
+
+
+def render_report(title: str, scores, has_samples: bool, fits, verdicts, backtests, skipped, plots) -> str:
+    """The text of report.md."""
+    lines = [f"# Scaling analysis: {title}", ""]
+    lines += _intro(has_samples)
     lines += _scores_section(scores)
     lines += _fits_section(fits)
     lines += _emergence_section(verdicts, fits)
@@ -40,9 +48,19 @@ def write_report(run_dir: Path, scores, has_samples: bool, fits, verdicts, backt
     lines += ["## Skipped", ""] + ([f"- {s}" for s in skipped] or ["(nothing)"]) + [""]
     lines += ["## Plots", ""]
     lines += [f"![{p.stem}](plots/{p.name})" for p in plots] or ["(no plots: nothing was fitted)"]
-    path = run_dir / "report.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return "\n".join(lines) + "\n"
+
+
+def _intro(has_samples: bool) -> list[str]:
+    ci = ("95% percentile intervals from a bootstrap over documents, paired across models (the same "
+          "resampled documents for every model), refitting each resample."
+          if has_samples else
+          "No per-document samples in the run: power-law and sigmoid fits on at least "
+          f"{MIN_POINTS_MODEL_BOOTSTRAP} points get 95% percentile intervals from a bootstrap over models "
+          "(the points themselves); other fits, back-tests and emergence scores have no intervals.")
+    return [f"Read from `scores.parquet`{' and `samples/`' if has_samples else ''}. {ci} "
+            "Sizes are non-embedding parameters; curves use each model's final checkpoint, except "
+            "L(N, D), which uses every revision with a known token count.", ""]
 
 
 def _scores_section(scores) -> list[str]:
@@ -77,28 +95,35 @@ def _fits_section(fits) -> list[str]:
 def _emergence_section(verdicts, fits) -> list[str]:
     rows = []
     for v in verdicts:
-        nstar = fits[(fits["task"] == v.task) & (fits["metric"] == v.discrete_metric) & (fits["law"] == "sigmoid")
-                     & (fits["param"] == "N_star")]
-        nstar_txt = "–"
-        if len(nstar):
-            r = nstar.iloc[0]
-            nstar_txt = f"{_num(r.estimate)} [{_num(r.ci_low)}, {_num(r.ci_high)}]"
-            if "outside" in (r.note or ""):
-                nstar_txt += " (outside measured range)"
-        def score(metric, value):
-            r = fits[(fits["task"] == v.task) & (fits["metric"] == metric) & (fits["law"] == "emergence")]
-            ci = f" [{_num(r.iloc[0].ci_low)}, {_num(r.iloc[0].ci_high)}]" if len(r) and np.isfinite(r.iloc[0].ci_low) else ""
-            return f"{value:.3g}{ci}"
-
-        twins = ", ".join(f"{m} {score(m, s)}" for m, s in v.twin_scores.items()) or "–"
-        rows.append([v.task, v.discrete_metric, score(v.discrete_metric, v.discrete_score), nstar_txt, twins,
-                     v.verdict])
+        twins = ", ".join(f"{m} {_score_text(fits, v.task, m, s)}" for m, s in v.twin_scores.items()) or "–"
+        rows.append([v.task, v.discrete_metric, _score_text(fits, v.task, v.discrete_metric, v.discrete_score),
+                     _threshold_text(fits, v.task, v.discrete_metric), twins, v.verdict])
     intro = ("Emergence score (Schaeffer et al. 2023): sign(argmax − argmin)·(max − min)/sqrt(median of squared "
              "steps), on values oriented so higher is better. A steady climb scores about (sizes − 1); a curve "
              "counts as a jump at twice that. Mirage: a jump under the discrete metric that its continuous twin "
              "does not show.")
     return ["## Emergence and the mirage check", "", intro, ""] + _table(
         ["task", "metric", "emergence score [95% CI]", "N* [95% CI]", "continuous twins (score [95% CI])", "verdict"], rows)
+
+
+def _threshold_text(fits, task: str, metric: str) -> str:
+    """N* of the sigmoid fit with its interval, "–" when the sigmoid was not fitted."""
+    nstar = fits[(fits["task"] == task) & (fits["metric"] == metric) & (fits["law"] == "sigmoid")
+                 & (fits["param"] == "N_star")]
+    if not len(nstar):
+        return "–"
+    r = nstar.iloc[0]
+    text = f"{_num(r.estimate)} [{_num(r.ci_low)}, {_num(r.ci_high)}]"
+    if "outside" in (r.note or ""):
+        text += " (outside measured range)"
+    return text
+
+
+def _score_text(fits, task: str, metric: str, value: float) -> str:
+    """An emergence score, with its interval from fits.parquet when it has one."""
+    r = fits[(fits["task"] == task) & (fits["metric"] == metric) & (fits["law"] == "emergence")]
+    ci = f" [{_num(r.iloc[0].ci_low)}, {_num(r.iloc[0].ci_high)}]" if len(r) and np.isfinite(r.iloc[0].ci_low) else ""
+    return f"{value:.3g}{ci}"
 
 
 def _backtest_section(backtests) -> list[str]:

@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.bootstrap import DocMatrix, paired_doc_bootstrap
+from harness.checkpoint import training_order
+from harness.results.schemas import sample_column
 
 # Rolling-perplexity metrics are ratios of sums over documents (lm-eval's bits_per_byte, the results
 # stage's nll_per_token): -sum(target_loglik) / (scale * sum(denominator column)).
@@ -50,15 +52,6 @@ def task_seed(seed: int, task: str) -> int:
     return (seed * 1_000_003 + zlib.crc32(task.encode())) % (2**32)
 
 
-def sample_column(metric: str, flt: str) -> str:
-    """The per-document column of `metric` under filter `flt` in samples/**/*.parquet.
-
-    The results stage (harness.results.metrics.aggregate_group) names it `metric` for filter "none"
-    and `metric,filter` for any other filter.
-    """
-    return metric if flt == "none" else f"{metric},{flt}"
-
-
 def pick_filter(scores: pd.DataFrame, task: str, metric: str) -> str | None:
     """lm-eval may report a metric under several filters: prefer "none", else the first by name."""
     filters = sorted(scores.loc[(scores["task"] == task) & (scores["metric"] == metric), "filter"].astype(str).unique())
@@ -68,12 +61,11 @@ def pick_filter(scores: pd.DataFrame, task: str, metric: str) -> str | None:
 
 
 def final_revisions(rows: pd.DataFrame) -> pd.DataFrame:
-    """Keep each model's last checkpoint: most tokens trained, else the highest step<N>/name."""
+    """Keep each model's last checkpoint in training order, the same rule the plan uses for
+    `revisions: final` (`harness.checkpoint.training_order`: tokens trained, then step, then name)."""
     def rank(r):
-        step = str(r["revision"]).removeprefix("step")
-        tokens = r["tokens_trained"]
-        return (0 if pd.isna(tokens) else 1, -1 if pd.isna(tokens) else tokens,
-                int(step) if step.isdigit() else -1, str(r["revision"]))
+        tokens = None if pd.isna(r["tokens_trained"]) else int(r["tokens_trained"])
+        return training_order(r["revision"], tokens)
 
     keep = [max(group.index, key=lambda i: rank(group.loc[i])) for _, group in rows.groupby("model", sort=True)]
     return rows.loc[keep]

@@ -37,7 +37,7 @@ class Settings:
     level: float  # e.g. 0.95
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class RunTables:
     """What the analysis reads: scores.parquet and the per-document samples (None when the run kept none)."""
 

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
+from pathlib import Path
 
 from harness.config import REPO_ROOT, Sweep, apply_overrides, load_sweep
+from harness.errors import UserError
 
 DEFAULT_SWEEP = REPO_ROOT / "sweeps" / "default.yaml"
+
+
+def default_sweep() -> Path:
+    """sweeps/default.yaml of the checkout; one line that says what to do where there is none."""
+    if not DEFAULT_SWEEP.is_file():
+        raise UserError(f"no sweep given and this install has no default sweep ({DEFAULT_SWEEP}); pass a sweep "
+                        "file, or --models and --tasks (or install with `pip install -e .` from a checkout)")
+    return DEFAULT_SWEEP
 
 
 class Parser(argparse.ArgumentParser):
@@ -37,7 +47,7 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
 
 def sweep_from_args(args: argparse.Namespace) -> Sweep:
     base = load_sweep(args.sweep) if args.sweep else (
-        None if args.models and args.tasks else load_sweep(DEFAULT_SWEEP))
+        None if args.models and args.tasks else load_sweep(default_sweep()))
     sweep = apply_overrides(
         base, models=args.models, tasks=args.tasks, include_path=args.include_path, limit=args.limit,
         num_fewshot=args.num_fewshot, output=args.out, address=args.address, workers=args.workers,

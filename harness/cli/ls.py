@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.cli.common import DEFAULT_SWEEP
-from harness.config import REPO_ROOT, load_sweep
+from harness.cli.common import default_sweep
+from harness.config import bundled, load_sweep
 
 
 def register(subparsers) -> None:
@@ -26,7 +26,7 @@ def _list_tasks(args: argparse.Namespace) -> int:
     from harness.plan.requests import quiet_libraries, task_manager
 
     quiet_libraries()
-    paths = [REPO_ROOT / "tasks"] + [Path(p) for p in (args.include_path or "").split(",") if p]
+    paths = [p for p in (bundled("tasks"),) if p] + [Path(p) for p in (args.include_path or "").split(",") if p]
     manager = task_manager(paths)
     local = sorted(n for n in manager.all_tasks
                    if any(str(p.resolve()) in str(manager.task_index[n].yaml_path or "") for p in paths)
@@ -46,7 +46,7 @@ def _list_tasks(args: argparse.Namespace) -> int:
 def _list_models(args: argparse.Namespace) -> int:
     from harness.plan.models import model_revisions
 
-    sweep = load_sweep(args.sweep or DEFAULT_SWEEP)
+    sweep = load_sweep(args.sweep or default_sweep())
     print(f"models in {sweep.source}:")
     for model in model_revisions(sweep):
         tokens = f"{model.tokens_trained:,}" if model.tokens_trained else "?"

@@ -49,9 +49,9 @@ def probe_gpu_memory_bytes(timeout_s: float = 120.0) -> int:
 
     @ray.remote(num_gpus=1, num_cpus=0)
     def total_memory() -> int | None:
-        import torch
+        from harness.backends.device import gpu_memory_bytes
 
-        return torch.cuda.get_device_properties(0).total_memory if torch.cuda.is_available() else None
+        return gpu_memory_bytes()
 
     try:
         measured = ray.get(total_memory.remote(), timeout=timeout_s)

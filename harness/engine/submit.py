@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from harness.config import REPO_ROOT
 from harness.errors import UserError
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = REPO_ROOT  # the checkout shipped to the cluster as the job's working_dir
 # Never uploaded: the local virtual environment, git history, earlier results, caches.
 EXCLUDES = (".venv", ".git", "results", "**/__pycache__", "*.egg-info", ".pytest_cache")
 # Where results live on the head: beside the project copy cluster.yaml syncs (`~/harness`).

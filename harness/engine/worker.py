@@ -12,6 +12,7 @@ import sys
 import time
 from typing import Any
 
+from harness.backends.device import free_accelerator_memory, set_threads
 from harness.backends.loading import LoadSpec, ModelLoadError, NonFiniteScoreError
 from harness.backends.scorer import Scorer
 from harness.errors import UserError
@@ -32,15 +33,6 @@ def _assigned_resources() -> dict[str, float] | None:
         return None
 
 
-def _free_accelerator_memory() -> None:
-    torch = sys.modules.get("torch")
-    try:
-        if torch is not None and torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except Exception:  # noqa: BLE001 - best effort
-        pass
-
-
 class ShardWorker:
     """Holds one model; `score` turns a list of Instances into request rows.
 
@@ -51,12 +43,7 @@ class ShardWorker:
 
     def __init__(self, spec: LoadSpec, threads: int | None = None) -> None:
         if threads:
-            import torch
-
-            # One torch thread per CPU slot: N single-thread workers beat one N-thread worker on
-            # these small matmuls, and they never oversubscribe the cores.
-            torch.set_num_threads(threads)
-            os.environ["OMP_NUM_THREADS"] = str(threads)
+            set_threads(threads)
         from harness.plan.requests import quiet_libraries
 
         quiet_libraries()
@@ -70,7 +57,7 @@ class ShardWorker:
         pay several seconds of importing torch, transformers and lm-eval again.
         """
         self.scorer = None  # free the old weights before loading the new ones
-        _free_accelerator_memory()
+        free_accelerator_memory()
         self.spec = spec
         self.batch_size = spec.batch_size
         self.load_error: str | None = None
@@ -118,5 +105,5 @@ class ShardWorker:
     def _shrink_batch(self) -> None:
         """Halve the batch size after an out-of-memory error and rebuild the LM around the model."""
         self.batch_size = max(1, self.batch_size // 2)
-        _free_accelerator_memory()
+        free_accelerator_memory()
         self.scorer.rebatch(self.batch_size)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.config import REPO_ROOT, bundled
 from harness.errors import UserError
 
 # request_idx of the harness's own request: the log-likelihood of a generation task's gold target
@@ -95,8 +96,13 @@ def check_task_names(manager: Any, names: Sequence[str], include_paths: Sequence
         hint = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
         where = ", ".join(str(p) for p in include_paths) or "(none)"
         did = f"did you mean {', '.join(hint)}? " if hint else ""
+        missing = "" if bundled("tasks") else (
+            f"; this install has no tasks/ folder beside the package ({REPO_ROOT}), so the embedded suite "
+            "(zoo_*) is missing: install with `pip install -e .` from a checkout, or point --include-path "
+            "at the checkout's tasks/")
         raise UserError(f"unknown task {name!r}: {did}tasks are looked for in lm-eval's built-in "
-                        f"tasks and in {where} (`harness ls tasks` lists them; add folders with --include-path)")
+                        f"tasks and in {where} (`harness ls tasks` lists them; add folders with --include-path)"
+                        + missing)
 
 
 def load_tasks(names: Sequence[str], include_paths: Sequence[Path]) -> dict[str, Any]:

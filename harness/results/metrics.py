@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.plan.requests import TARGET_REQUEST_IDX, BuiltTask
+from harness.results.schemas import sample_column
 
 CONTINUOUS = ("target_loglik", "brier", "edit_distance")
 
@@ -148,7 +149,7 @@ def document_sample(built: BuiltTask, doc_id: int, requests: list, filter_keys: 
         for metric, value in task.process_results(doc, responses).items():
             raw[(metric, filter_key)].append(value)
             if isinstance(value, (bool, int, float)):
-                sample[metric if filter_key == "none" else f"{metric},{filter_key}"] = float(value)
+                sample[sample_column(metric, filter_key)] = float(value)
     doc_rows = {r.idx: by_key[(doc_id, r.idx)] for r in requests}
     sample.update(_continuous(built, doc, requests, doc_rows, by_key.get((doc_id, TARGET_REQUEST_IDX))))
     return sample

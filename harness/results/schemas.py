@@ -54,3 +54,13 @@ SCORES_SCHEMA = pa.schema([
     ("n_params_nonembedding", pa.int64()),
     ("tokens_trained", pa.int64()),
 ])
+
+
+def sample_column(metric: str, filter_name: str) -> str:
+    """The per-document column of a metric in samples/: `metric` under filter "none", else
+    `metric,filter` (lm-eval's own key), so that filtered and unfiltered values never collide.
+
+    >>> sample_column("acc", "none"), sample_column("exact_match", "strict-match")
+    ('acc', 'exact_match,strict-match')
+    """
+    return metric if filter_name == "none" else f"{metric},{filter_name}"

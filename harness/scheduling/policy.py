@@ -99,10 +99,12 @@ def choose_model(
         first name (deterministic).
 
     Example:
-        >>> choose_model({"a": 10.0, "b": 6.0}, {"a": 1})
+        >>> choose_model({"a": 10.0, "b": 6.0}, {"a": 1})  # b holds no replica: 6 per slot beats 5
         'b'
-        >>> choose_model({"a": 10.0, "b": 6.0}, {"a": 1}, min_share={"b": 7.0})
+        >>> choose_model({"a": 10.0, "b": 6.0}, {"a": 1, "b": 1})  # 5 per slot against 3
         'a'
+        >>> choose_model({"a": 10.0, "b": 6.0}, {"a": 1, "b": 1}, min_share={"a": 6.0})  # a: 5 < 6
+        'b'
     """
     best, best_share = None, -1.0
     for model in sorted(queued_cost):
@@ -116,12 +118,3 @@ def choose_model(
         if share > best_share:
             best, best_share = model, share
     return best
-
-
-def lower_bound_seconds(costs: Iterable[float], capacity_per_second: float, slots: int) -> float:
-    """Makespan lower bound: max(total work / total capacity, longest single shard)."""
-    costs = list(costs)
-    if not costs:
-        return 0.0
-    per_slot = capacity_per_second
-    return max(sum(costs) / (per_slot * slots), max(costs) / per_slot)

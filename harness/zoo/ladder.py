@@ -148,7 +148,8 @@ def _check_device(device: str) -> None:
 def _train_config(ladder: Ladder) -> TrainConfig:
     from harness.zoo.train import TrainConfig
 
-    return TrainConfig(seq_len=ladder.seq_len, batch_size=ladder.batch_size, autocast_min_width=ladder.autocast_min_width)
+    return TrainConfig(seq_len=ladder.seq_len, batch_size=ladder.batch_size,
+                       autocast_min_width=ladder.autocast_min_width)
 
 
 def _write_tokenizer(work: Path, train_docs: list[Document], vocab_size: int, seed: int):
@@ -160,7 +161,9 @@ def _write_tokenizer(work: Path, train_docs: list[Document], vocab_size: int, se
     return tokenizer
 
 
-def _write_stream(work: Path, tokenizer, train_docs: list[Document], ladder: Ladder, cfg: TrainConfig, seed: int) -> None:
+def _write_stream(
+    work: Path, tokenizer, train_docs: list[Document], ladder: Ladder, cfg: TrainConfig, seed: int
+) -> None:
     """The one training stream every size reads, in order: total_steps x batch_size rows of seq_len + 1 ids."""
     import numpy as np
 

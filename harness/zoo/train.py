@@ -1,7 +1,7 @@
 """Training one size of the zoo ladder: a small Llama, AdamW with warm-up and cosine decay, checkpoints.
 
 This module exists for torch and transformers, so it imports them at the top; `harness.zoo.ladder`
-imports it only inside `build`.
+imports it only inside the functions that build a ladder (listing a ladder needs neither).
 """
 
 from __future__ import annotations
@@ -148,7 +148,9 @@ def train_size(
     return records
 
 
-def _train_step(model, opt: torch.optim.Optimizer, rows: np.ndarray, device: str, autocast: bool, grad_clip: float) -> float:
+def _train_step(
+    model, opt: torch.optim.Optimizer, rows: np.ndarray, device: str, autocast: bool, grad_clip: float
+) -> float:
     """One optimiser step of next-token loss on a batch of rows (seq_len + 1 ids each); returns the loss."""
     batch = torch.tensor(np.asarray(rows), dtype=torch.long, device=device)
     with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=autocast):

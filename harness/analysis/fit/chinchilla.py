@@ -19,7 +19,6 @@ from harness.analysis.fit._lbfgs import minimize_batch
 
 HUBER_DELTA = 1e-3
 # (a, b, e, alpha, beta) order everywhere below.
-PARAM_ORDER = ("a", "b", "e", "alpha", "beta")
 
 
 def paper_grid() -> np.ndarray:

@@ -1,9 +1,10 @@
-"""y = E + A / n^alpha fitted by least squares (E >= 0, A >= 0, alpha in (0, 3]).
+"""y = E + A / n^alpha fitted by least squares (E >= 0, A >= 0, alpha in [0.001, 3]).
 
 For a fixed alpha the model is linear in (E, A), so we profile it out ("variable projection"):
-solve the 2-parameter least squares in closed form on a grid of alphas, then narrow the best
-bracket by golden-section search. This is exact for the global optimum along alpha, needs no
-starting guess, and runs for a whole batch of bootstrap resamples at once.
+solve the 2-parameter least squares in closed form on a grid of 160 alphas, then narrow the best
+grid bracket by golden-section search. This finds the global optimum along alpha to within the
+grid's resolution, needs no starting guess, and runs for a whole batch of bootstrap resamples at
+once.
 """
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
 N* = 10^x0 is the size at the midpoint between floor and ceiling. For fixed (x0, k) the curve is
 linear in (floor, ceiling), so a grid over (x0, k) with the two linear parameters solved exactly
-(inside their bounds) finds the global basin; scipy's least_squares then polishes all four.
+(inside their bounds) finds the global basin; scipy's least_squares then polishes the free parameters
+(x0, k and whichever of floor and ceiling are not fixed).
 """
 from __future__ import annotations
 
