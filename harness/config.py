@@ -75,7 +75,7 @@ class Sweep:
     seed: int = 1234
     batch_size: int = 16
     device: str = "auto"
-    # Ours: the same numbers as lm-eval's HFLM (tests/test_fast_backend.py), faster (bench/results/backends.md).
+    # Ours: the same numbers as lm-eval's HFLM (tests/unit/backends/test_fast_backend.py), faster (bench/results/backends.md).
     backend: str = "fast"
     docs_per_shard: int = 50
     # A shard also closes at this many estimated tokens: one long article can outweigh 40 short

@@ -1,5 +1,5 @@
 """Reference evaluation of a zoo ladder with lm-eval itself (HFLM on CPU): the figures behind the
-ladder's claims (zoo/README.md, tests/test_ladder_claims.py).
+ladder's claims (zoo/README.md, tests/integration/test_ladder_claims.py).
 
 Requests are built by lm-eval's own tasks and scored by lm-eval's HFLM; metrics come from the
 task's `process_results`. Added, as in the results contract: `target_loglik` (log-likelihood of the

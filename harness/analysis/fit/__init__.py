@@ -12,7 +12,7 @@ from harness.analysis.fit.power_law import PowerLawFit, fit_power_law, fit_power
 from harness.analysis.fit.sigmoid import SigmoidFit, fit_sigmoid
 
 # Published fits: Hoffmann et al. 2022, and Epoch AI's Approach-3 replication on the points they
-# digitised from the paper (tests/data/README.md; tests/test_fit.py reproduces it).
+# digitised from the paper (tests/data/README.md; tests/unit/analysis/test_fit.py reproduces it).
 CHINCHILLA_PAPER = {"A": 406.4, "B": 410.7, "E": 1.69, "alpha": 0.34, "beta": 0.28}
 CHINCHILLA_EPOCH = {"A": 477.9, "B": 2143.0, "E": 1.817, "alpha": 0.3473, "beta": 0.3672}
 

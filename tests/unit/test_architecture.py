@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "harness"
+PACKAGE = Path(__file__).resolve().parents[2] / "harness"
 # Numerical kernels may run long where splitting them would hide the algorithm (none needs it now).
 KERNELS: set[str] = set()
 MAX_MODULE_LINES = 400

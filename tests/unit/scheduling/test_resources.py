@@ -7,7 +7,7 @@ import pytest
 from harness.errors import UserError
 from harness.scheduling.placement import place
 from harness.scheduling.resources import GPU_UNITS, ClusterResources, NodeResources, ReplicaSpec, ResourcePool
-from tests.test_placement import ladder
+from tests.unit.scheduling.test_placement import ladder
 
 
 def test_uniform_gpu_cluster_in_nodes_of_eight():

@@ -14,7 +14,7 @@ import pyarrow.parquet
 import pytest
 
 from harness.analysis.analyze import analyze_run
-from tests.test_analyze import SIZES, make_run
+from tests.unit.analysis.test_analyze import SIZES, make_run
 
 PLOT = "plots/emergence_mc_acc.png"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ZOO = REPO / "zoo"
 EVAL = ZOO / "eval.json"
 JUMP_TASK = "zoo_arith_2d_add"

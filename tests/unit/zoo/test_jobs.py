@@ -94,6 +94,6 @@ def test_eval_jobs_are_frozen_and_round_trip_through_pickle(tmp_path):
 def test_tasks_dir_is_the_repository_task_folder():
     from harness.zoo.eval import FEWSHOT_TASKS, PPL_TASK, TASKS_DIR
 
-    assert TASKS_DIR == Path(__file__).resolve().parents[1] / "tasks"
+    assert TASKS_DIR == Path(__file__).resolve().parents[3] / "tasks"
     for task in (PPL_TASK, *FEWSHOT_TASKS):
         assert (TASKS_DIR / "zoo" / f"{task}.yaml").is_file()

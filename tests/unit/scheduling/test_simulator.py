@@ -17,7 +17,7 @@ from harness.scheduling.simulator import (
     synthetic_shards,
 )
 
-PYTHIA_SWEEP = Path(__file__).resolve().parent.parent / "sweeps" / "pythia.yaml"
+PYTHIA_SWEEP = Path(__file__).resolve().parents[3] / "sweeps" / "pythia.yaml"
 NO_LOADS = SimulationParams(load_fixed_s=0.0, load_bytes_per_s=float("inf"))
 ONE_GPU = ClusterResources((NodeResources(cpus=8, memory_bytes=10**11, gpus=1, gpu_memory_bytes=80 * 10**9),))
 

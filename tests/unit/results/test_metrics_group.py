@@ -19,7 +19,7 @@ import pytest
 from harness.plan.requests import build_requests, load_tasks
 from harness.results.metrics import TARGET_REQUEST_IDX, aggregate_group, brier_score, levenshtein
 
-ZOO = Path(__file__).resolve().parent.parent / "tasks" / "zoo"
+ZOO = Path(__file__).resolve().parents[3] / "tasks" / "zoo"
 N_DOCS = 6
 FILTERED = "metrics_arith_filtered"
 

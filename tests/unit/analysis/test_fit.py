@@ -9,7 +9,7 @@ from harness.analysis.fit import fit_chinchilla, fit_power_law, fit_power_law_ba
 from harness.analysis.fit._lbfgs import minimize_batch
 from harness.analysis.fit.chinchilla import huber_objective, paper_grid
 
-DATA = Path(__file__).parent / "data" / "chinchilla_points.csv"
+DATA = Path(__file__).resolve().parents[2] / "data" / "chinchilla_points.csv"
 
 
 def test_power_law_recovers_parameters_from_noisy_points():
