@@ -11,7 +11,7 @@ foundation modules at the bottom):
                  driver.py (the dispatch loop), replicas.py (live replicas), worker.py (the actor),
                  cluster.py, state.py, progress.py, submit.py (Ray Jobs API)
       scheduling/  pure policy beneath the engine: policy, resources, placement, layout, costs, simulator
-      backends/    torch lives here (and in zoo/): loading.py (LoadSpec), scorer.py, registry.py
+      backends/    torch lives here (and in zoo/): loading.py (LoadSpec), runner.py, registry.py
                    (hf | fast), fast/ (pack, score, generate, lm)
     results/     schemas.py, store.py (every read and write of a run folder), manifest.py,
                  metrics.py (lm-eval metrics per document), finalize.py (samples and scores.parquet)
@@ -24,7 +24,7 @@ foundation modules at the bottom):
 
 Where to look:
     a metric is computed     results/metrics.py (`aggregate_group`, lm-eval's process_results)
-    a shard is scored        engine/worker.py (`ShardWorker.score`) -> backends/scorer.py (`Scorer`)
+    a shard is scored        engine/worker.py (`ShardWorker.run`) -> backends/runner.py (`RequestRunner`)
     a fit is made            analysis/laws.py on analysis/fit/ (power law, sigmoid, Chinchilla)
     a shard is keyed         plan/shards.py (`shard_key`, over checkpoint.content_fingerprint)
     Ray is used              engine/ only

@@ -8,7 +8,7 @@ Ray or torch. Entry point: `analyze.analyze_run`.
   laws       one law fitted to one series, with intervals and a band
   backtest   fit all sizes but the largest, predict the largest
   emergence  emergence score and the mirage check
-  tasks      which laws each task gets, and what they found
+  task_fits  which laws each task gets, and what they found
   tables     fits.parquet and bands.parquet
   plot, report   plots/*.png and report.md
   bootstrap  the resampling: over documents (paired across models) or over models

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.analysis.tables import FIT_COLUMNS, bands_table, fits_table, write_table
-from harness.analysis.tasks import DISCRETE, ROLLING, TWINS, Findings, RunTables, Settings, analyze_task
+from harness.analysis.task_fits import DISCRETE, ROLLING, TWINS, Findings, RunTables, Settings, analyze_task
 from harness.errors import UserError
 
 __all__ = ["DISCRETE", "FIT_COLUMNS", "ROLLING", "SCORE_COLUMNS", "TWINS", "AnalysisSummary", "analyze_run",

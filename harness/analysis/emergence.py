@@ -26,7 +26,7 @@ def oriented(metric: str, y) -> np.ndarray:
     return -y if metric in LOWER_IS_BETTER else y
 
 
-def emergence_score(n, y) -> float:
+def emergence_statistic(n, y) -> float:
     """Schaeffer et al.'s emergence score of y against sizes n (any order; sorted here)."""
     order = np.argsort(np.asarray(n, dtype=float), kind="stable")
     y = np.asarray(y, dtype=float)[order]
@@ -40,9 +40,9 @@ def emergence_score(n, y) -> float:
     return float(sign * np.inf) if step == 0 else float(sign * spread / step)
 
 
-def emergence_scores(n, ys: np.ndarray) -> np.ndarray:
+def emergence_statistics(n, ys: np.ndarray) -> np.ndarray:
     """Score for each row of ys (R, P): the bootstrap distribution of the score."""
-    return np.array([emergence_score(n, row) for row in np.atleast_2d(ys)])
+    return np.array([emergence_statistic(n, row) for row in np.atleast_2d(ys)])
 
 
 def looks_emergent(score: float, n_sizes: int) -> bool:
@@ -53,8 +53,8 @@ def looks_emergent(score: float, n_sizes: int) -> bool:
 class MirageVerdict:
     task: str
     discrete_metric: str
-    discrete_score: float
-    twin_scores: dict[str, float]  # continuous metric -> score (oriented: higher is better)
+    discrete_statistic: float
+    twin_statistics: dict[str, float]  # continuous metric -> score (oriented: higher is better)
     discrete_emergent: bool
     twins_emergent: dict[str, bool]
     verdict: str  # one sentence for the report
@@ -63,8 +63,8 @@ class MirageVerdict:
 def mirage_verdict(task: str, n, discrete_metric: str, discrete, twins: dict[str, np.ndarray]) -> MirageVerdict:
     """Does a jump under the discrete metric survive under the continuous twins?"""
     sizes = np.unique(np.asarray(n, dtype=float)).size
-    d_score = emergence_score(n, oriented(discrete_metric, discrete))
-    t_scores = {m: emergence_score(n, oriented(m, y)) for m, y in twins.items()}
+    d_score = emergence_statistic(n, oriented(discrete_metric, discrete))
+    t_scores = {m: emergence_statistic(n, oriented(m, y)) for m, y in twins.items()}
     d_em = looks_emergent(d_score, sizes)
     t_em = {m: looks_emergent(s, sizes) for m, s in t_scores.items()}
     if not d_em:

@@ -69,7 +69,7 @@ def make_all(plot_dir: Path, outcomes, verdicts, backtests) -> list[Path]:
     for v in verdicts:
         sig = next((o for o in outcomes if o.law == "sigmoid" and o.series.task == v.task
                     and o.series.metric == v.discrete_metric), None)
-        twins = [o for o in outcomes if o.law == "power_law" and o.series.task == v.task and o.series.metric in v.twin_scores]
+        twins = [o for o in outcomes if o.law == "power_law" and o.series.task == v.task and o.series.metric in v.twin_statistics]
         path = plot_dir / f"{_slug('emergence', v.task, v.discrete_metric)}.png"
         paths.append(_emergence_plot(plt, path, v, sig, twins))
     return paths
@@ -196,7 +196,7 @@ def _sigmoid_panel(ax, verdict, sig) -> None:
     flag = " (outside measured range)" if not (s.n.min() <= p["N_star"] <= s.n.max()) else ""
     ax.axvline(p["N_star"], color="C2", ls="--", label=f"N* = {p['N_star']:.3g}{flag}")
     ax.set_ylabel(UNITS.get(s.metric, s.metric))
-    ax.set_title(f"{s.task}: {s.metric} (emergence score {verdict.discrete_score:.3g})")
+    ax.set_title(f"{s.task}: {s.metric} (emergence score {verdict.discrete_statistic:.3g})")
 
 
 def _twin_panel(ax, verdict, o) -> None:
@@ -204,4 +204,4 @@ def _twin_panel(ax, verdict, o) -> None:
     _points(ax, s, f"measured {s.metric}", color="C4")
     _curve(ax, o, "power-law fit", color="C5")
     ax.set_ylabel(UNITS.get(s.metric, s.metric))
-    ax.set_title(f"continuous twin {s.metric} (score {verdict.twin_scores.get(s.metric, np.nan):.3g})")
+    ax.set_title(f"continuous twin {s.metric} (score {verdict.twin_statistics.get(s.metric, np.nan):.3g})")

@@ -95,8 +95,8 @@ def _fits_section(fits) -> list[str]:
 def _emergence_section(verdicts, fits) -> list[str]:
     rows = []
     for v in verdicts:
-        twins = ", ".join(f"{m} {_score_text(fits, v.task, m, s)}" for m, s in v.twin_scores.items()) or "–"
-        rows.append([v.task, v.discrete_metric, _score_text(fits, v.task, v.discrete_metric, v.discrete_score),
+        twins = ", ".join(f"{m} {_score_text(fits, v.task, m, s)}" for m, s in v.twin_statistics.items()) or "–"
+        rows.append([v.task, v.discrete_metric, _score_text(fits, v.task, v.discrete_metric, v.discrete_statistic),
                      _threshold_text(fits, v.task, v.discrete_metric), twins, v.verdict])
     intro = ("Emergence score (Schaeffer et al. 2023): sign(argmax − argmin)·(max − min)/sqrt(median of squared "
              "steps), on values oriented so higher is better. A steady climb scores about (sizes − 1); a curve "

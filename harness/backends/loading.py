@@ -1,7 +1,7 @@
 """Loading a checkpoint safely: what a worker is asked to load (`LoadSpec`), and the loading itself.
 
 `LoadSpec` is the one value that crosses the process boundary from the engine's driver to a
-worker; the worker hands it on to the `Scorer` unchanged.
+worker; the worker hands it on to the `RequestRunner` unchanged.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class ModelLoadError(Exception):
     """A model could not be loaded: every shard of it fails, the rest of the sweep goes on."""
 
 
-class NonFiniteScoreError(Exception):
+class NonFiniteLoglikelihoodError(Exception):
     """A request scored NaN or infinity (broken weights, fp16 overflow): the shard fails."""
 
 

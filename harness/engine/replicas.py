@@ -88,7 +88,7 @@ class Replicas:
     def dispatch(self, replica: Replica, shard: Shard) -> None:
         """Hand a shard to a replica; awaited as SHARD. A replica still loading queues it."""
         replica.shard, replica.dispatched = shard, time.monotonic()
-        self.waiting[replica.handle.score.remote(shard.instances)] = (SHARD, replica)
+        self.waiting[replica.handle.run.remote(shard.instances)] = (SHARD, replica)
 
     def stop(self, replica: Replica) -> Shard | None:
         """Kill a replica and forget it; returns the shard it held (the caller decides its fate)."""

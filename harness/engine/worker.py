@@ -13,8 +13,8 @@ import time
 from typing import Any
 
 from harness.backends.device import free_accelerator_memory, set_threads
-from harness.backends.loading import LoadSpec, ModelLoadError, NonFiniteScoreError
-from harness.backends.scorer import Scorer
+from harness.backends.loading import LoadSpec, ModelLoadError, NonFiniteLoglikelihoodError
+from harness.backends.runner import RequestRunner
 from harness.errors import UserError
 
 
@@ -34,11 +34,11 @@ def _assigned_resources() -> dict[str, float] | None:
 
 
 class ShardWorker:
-    """Holds one model; `score` turns a list of Instances into request rows.
+    """Holds one model; `run` turns a shard's Instances into request rows.
 
     Example (without Ray):
         worker = ShardWorker(LoadSpec(checkpoint, "float32", "cpu", "hf", batch_size=8))
-        result = worker.score(instances)   # {"status": "done", "rows": [...], "seconds": ...}
+        result = worker.run(instances)   # {"status": "done", "rows": [...], "seconds": ...}
     """
 
     def __init__(self, spec: LoadSpec, threads: int | None = None) -> None:
@@ -47,7 +47,7 @@ class ShardWorker:
         from harness.plan.requests import quiet_libraries
 
         quiet_libraries()
-        self.scorer: Scorer | None = None
+        self.runner: RequestRunner | None = None
         self.switch(spec)
 
     def switch(self, spec: LoadSpec) -> dict[str, Any]:
@@ -56,14 +56,14 @@ class ShardWorker:
         On CPU slots the driver moves a replica to the next model this way: a new actor would
         pay several seconds of importing torch, transformers and lm-eval again.
         """
-        self.scorer = None  # free the old weights before loading the new ones
+        self.runner = None  # free the old weights before loading the new ones
         free_accelerator_memory()
         self.spec = spec
         self.batch_size = spec.batch_size
         self.load_error: str | None = None
         started = time.perf_counter()
         try:
-            self.scorer = Scorer(spec)
+            self.runner = RequestRunner(spec)
         except (ModelLoadError, UserError) as exc:
             self.load_error = str(exc)
         self.load_seconds = time.perf_counter() - started
@@ -74,23 +74,23 @@ class ShardWorker:
         return self.spec.device_map
 
     def info(self) -> dict[str, Any]:
-        if self.scorer is None:
+        if self.runner is None:
             return {"error": self.load_error}
-        params = self.scorer.params
+        params = self.runner.params
         return {"n_params": params.total, "n_params_nonembedding": params.nonembedding,
-                "device": self.scorer.device, "load_seconds": self.load_seconds, "pid": os.getpid(),
+                "device": self.runner.device, "load_seconds": self.load_seconds, "pid": os.getpid(),
                 "resources": _assigned_resources()}
 
-    def score(self, instances: list) -> dict[str, Any]:
+    def run(self, instances: list) -> dict[str, Any]:
         """Score one shard. Returns a dict with status done | load_error | failed."""
-        if self.scorer is None:
+        if self.runner is None:
             return {"status": "load_error", "error": self.load_error}
         started = time.perf_counter()
         while True:
             try:
-                rows = self.scorer.score(instances)
+                rows = self.runner.run(instances)
                 break
-            except NonFiniteScoreError as exc:
+            except NonFiniteLoglikelihoodError as exc:
                 return {"status": "failed", "error": str(exc), "retry": False}
             except Exception as exc:  # noqa: BLE001 - OOM handling below, the rest is reported
                 if not _is_out_of_memory(exc):
@@ -106,4 +106,4 @@ class ShardWorker:
         """Halve the batch size after an out-of-memory error and rebuild the LM around the model."""
         self.batch_size = max(1, self.batch_size // 2)
         free_accelerator_memory()
-        self.scorer.rebatch(self.batch_size)
+        self.runner.rebatch(self.batch_size)

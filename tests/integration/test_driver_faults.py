@@ -3,7 +3,7 @@
 Node loss runs the real driver, models and lm-eval scoring on a `ray.cluster_utils.Cluster`
 (a head and two worker nodes on 127.0.0.1). Each shard is slowed by a fixed sleep before real
 scoring, so that shards are in flight when the node goes. Hangs and failures use a worker with
-a fake scorer (the scheduler is under test there, not the model).
+a fake request runner (the scheduler is under test there, not the model).
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ def _slow_worker(delay_s: float) -> type:
     """The real worker, `delay_s` slower per shard (a local class: Ray ships it by value)."""
 
     class SlowWorker(ShardWorker):
-        def score(self, instances):
+        def run(self, instances):
             time.sleep(delay_s)
-            return super().score(instances)
+            return super().run(instances)
 
     return SlowWorker
 
@@ -164,11 +164,11 @@ def _fake_worker(markers: Path, delay_s: float = 0.0, faults: bool = False) -> t
     """A worker without a model: fixed log-likelihoods after `delay_s`. With `faults`, on tiny_mc
     it hangs on document 0 every time, on document 1 only the first time, and raises on document 2."""
 
-    class FakeScorer:
+    class FakeRunner:
         device = "cpu"
         params = ParamCounts(total=1000, nonembedding=900)
 
-        def score(self, instances):
+        def run(self, instances):
             time.sleep(delay_s)
             docs = {(i.metadata[0], i.doc_id) for i in instances} if faults else set()
             first_time = markers / "doc1"
@@ -187,7 +187,7 @@ def _fake_worker(markers: Path, delay_s: float = 0.0, faults: bool = False) -> t
     class FaultyWorker(ShardWorker):
         def __init__(self, *args, **kwargs):  # no torch, no model: starts in a blink
             self.batch_size, self.load_error, self.load_seconds = 1, None, 0.0
-            self.scorer = FakeScorer()
+            self.runner = FakeRunner()
 
     return FaultyWorker
 

@@ -35,13 +35,13 @@ class _SlowShards:
 
         def exec_module(module):
             run_module(module)
-            score = module.ShardWorker.score
+            run = module.ShardWorker.run
 
             def slow_score(self, instances):
                 time.sleep({SHARD_DELAY_S})
-                return score(self, instances)
+                return run(self, instances)
 
-            module.ShardWorker.score = slow_score
+            module.ShardWorker.run = slow_score
 
         spec.loader.exec_module = exec_module
         return spec

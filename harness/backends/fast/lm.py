@@ -5,7 +5,7 @@ rolling windows, stop strings and decoding are inherited unchanged, and only the
 
 * loglikelihood: requests sharing a context run it once, the continuations attend to it through a
   block mask (`harness.backends.fast.pack`); short sequences are packed into rows; the output head and the
-  log-softmax run only where a token is scored (`harness.backends.fast.score`);
+  log-softmax run only where a token is scored (`harness.backends.fast.logprobs`);
 * loglikelihood_rolling: all windows of all documents are planned together and packed;
 * generate_until: batched greedy decoding with a KV cache, a row leaving the batch as soon as it
   is finished (`harness.backends.fast.generate`). Sampling and unusual generation settings go to `HFLM`.
@@ -27,7 +27,7 @@ from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs, po
 
 from harness.backends.fast.generate import greedy_batch
 from harness.backends.fast.pack import Scored, batches, make_units, pack_rows, split_request
-from harness.backends.fast.score import ModelParts, score_batch
+from harness.backends.fast.logprobs import ModelParts, logprob_batch
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ def _score(parts: ModelParts, scored: list[Scored], max_length: int, budget: int
     logprob = torch.zeros(len(scored), dtype=torch.float64)
     wrong = torch.zeros(len(scored), dtype=torch.float64)
     for batch in batches(rows, max_tokens=budget):
-        score_batch(parts, batch, pad_id, device, logprob, wrong)
+        logprob_batch(parts, batch, pad_id, device, logprob, wrong)
     return logprob, wrong
 
 

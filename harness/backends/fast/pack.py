@@ -148,7 +148,7 @@ def pack_rows(units: Sequence[Unit], capacity: int, pack: bool = True) -> list[R
     """Best-fit-decreasing packing of units into rows of at most max(capacity, longest unit) tokens."""
     order = sorted(range(len(units)), key=lambda u: -units[u].length)
     if not pack:
-        return [_layout([units[u]]) for u in order]
+        return [_row_of([units[u]]) for u in order]
     capacity = max([capacity] + [units[u].length for u in order[:1]])
     bins: list[list[int]] = []
     free: list[tuple[int, int]] = []  # sorted (room left, bin index)
@@ -162,10 +162,10 @@ def pack_rows(units: Sequence[Unit], capacity: int, pack: bool = True) -> list[R
         else:
             bins.append([u])
             bisect.insort(free, (capacity - need, len(bins) - 1))
-    return [_layout([units[u] for u in b]) for b in bins]
+    return [_row_of([units[u] for u in b]) for b in bins]
 
 
-def _layout(units: Sequence[Unit]) -> Row:
+def _row_of(units: Sequence[Unit]) -> Row:
     tokens: list[int] = []
     positions: list[int] = []
     unit_ids: list[int] = []

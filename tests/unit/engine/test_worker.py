@@ -29,7 +29,7 @@ def _worker(world, batch_size=4):
 
 
 def test_scores_every_request(tiny_world, shard_instances):
-    result = _worker(tiny_world).score(shard_instances)
+    result = _worker(tiny_world).run(shard_instances)
     assert result["status"] == "done" and len(result["rows"]) == len(shard_instances)
     for inst, row in zip(shard_instances, result["rows"]):
         if inst.request_type == "loglikelihood":
@@ -41,7 +41,7 @@ def test_scores_every_request(tiny_world, shard_instances):
 
 def test_out_of_memory_halves_batch_then_fails(tiny_world, shard_instances):
     worker = _worker(tiny_world, batch_size=8)
-    real = worker.scorer.score
+    real = worker.runner.run
     calls = []
 
     def flaky(instances):
@@ -50,15 +50,15 @@ def test_out_of_memory_halves_batch_then_fails(tiny_world, shard_instances):
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real(instances)
 
-    worker.scorer.score = flaky
-    result = worker.score(shard_instances)
+    worker.runner.run = flaky
+    result = worker.run(shard_instances)
     assert result["status"] == "done" and calls == [8, 4, 2] and result["batch_size"] == 2
 
     def always_oom(instances):
         raise RuntimeError("CUDA out of memory")
 
-    worker.scorer.score = always_oom
-    result = worker.score(shard_instances)
+    worker.runner.run = always_oom
+    result = worker.run(shard_instances)
     assert result["status"] == "failed" and "batch size 1" in result["error"] and not result["retry"]
 
 
@@ -67,9 +67,9 @@ def test_non_finite_loglikelihood_fails_the_shard(tiny_world, shard_instances):
 
     worker = _worker(tiny_world)
     with torch.no_grad():
-        for param in worker.scorer.model.parameters():
+        for param in worker.runner.model.parameters():
             param.fill_(float("nan"))
-    result = worker.score([i for i in shard_instances if i.request_type == "loglikelihood"])
+    result = worker.run([i for i in shard_instances if i.request_type == "loglikelihood"])
     assert result["status"] == "failed" and not result["retry"]
     assert "nan" in result["error"].lower() and "broken" in result["error"]
 
@@ -82,7 +82,7 @@ def test_pickle_only_checkpoint_is_refused(tmp_path):
         check_weights_format(checkpoint, allow_pickle=False)
     check_weights_format(checkpoint, allow_pickle=True)
     worker = ShardWorker(LoadSpec(checkpoint, "float32", "cpu", "hf", batch_size=1))
-    assert worker.score([])["status"] == "load_error"
+    assert worker.run([])["status"] == "load_error"
 
 
 def test_multi_gpu_replica_still_loads_on_the_cpu_without_cuda(tiny_world, shard_instances):
@@ -90,11 +90,11 @@ def test_multi_gpu_replica_still_loads_on_the_cpu_without_cuda(tiny_world, shard
     # Ray's logical GPUs) the model loads whole on the CPU and scores as usual.
     checkpoint = ladder.resolve(str(tiny_world["small"]), None)
     worker = ShardWorker(LoadSpec(checkpoint, "float32", "auto", "hf", batch_size=4, num_gpus=2), threads=1)
-    assert worker.device_map == "auto" and worker.scorer.device == "cpu"
-    assert {p.device.type for p in worker.scorer.model.parameters()} == {"cpu"}
+    assert worker.device_map == "auto" and worker.runner.device == "cpu"
+    assert {p.device.type for p in worker.runner.model.parameters()} == {"cpu"}
     info = worker.info()
     assert not info["resources"]  # outside Ray nothing was granted
-    assert worker.score(shard_instances[:2])["status"] == "done"
+    assert worker.run(shard_instances[:2])["status"] == "done"
     assert ShardWorker(LoadSpec(checkpoint, "float32", "cpu", "hf", batch_size=4, num_gpus=0.25)).device_map is None
 
 
@@ -102,6 +102,6 @@ def test_switch_loads_another_model_in_place(tiny_world, shard_instances):
     worker = _worker(tiny_world)
     small = worker.info()["n_params"]
     info = worker.switch(LoadSpec(ladder.resolve(str(tiny_world["large"]), None), "float32", "cpu", "hf", 4))
-    assert info["n_params"] > small and worker.score(shard_instances)["n_params"] == info["n_params"]
+    assert info["n_params"] > small and worker.run(shard_instances)["n_params"] == info["n_params"]
     info = worker.switch(LoadSpec(ladder.resolve(str(tiny_world["large"]), None), "float32", "cpu", "nope", 4))
-    assert "error" in info and worker.score(shard_instances)["status"] == "load_error"
+    assert "error" in info and worker.run(shard_instances)["status"] == "load_error"

@@ -68,7 +68,7 @@ def row_tensors(rows: Sequence[Row], pad_id: int, device: torch.device, mask: st
 
 
 @torch.no_grad()
-def score_batch(parts: ModelParts, rows: Sequence[Row], pad_id: int, device: torch.device,
+def logprob_batch(parts: ModelParts, rows: Sequence[Row], pad_id: int, device: torch.device,
                 logprob: torch.Tensor, wrong: torch.Tensor) -> None:
     """Add each scored target's log-prob to `logprob[request]` and count misses of the argmax in `wrong`."""
     dtype = next(parts.model.parameters()).dtype

@@ -17,7 +17,7 @@ import pandas as pd
 from harness.analysis import laws
 from harness.analysis.backtest import Backtest, backtest
 from harness.analysis.bootstrap import percentile_interval
-from harness.analysis.emergence import (LOWER_IS_BETTER, MirageVerdict, emergence_score, emergence_scores,
+from harness.analysis.emergence import (LOWER_IS_BETTER, MirageVerdict, emergence_statistic, emergence_statistics,
                                         mirage_verdict, oriented)
 from harness.analysis.laws import FitOutcome
 from harness.analysis.series import Series, build_series
@@ -161,11 +161,11 @@ def emergence_row(s: Series, verdict: MirageVerdict, level: float) -> dict:
     lo = hi = np.nan
     ok = 0
     if s.boot is not None:
-        draws = emergence_scores(s.n, oriented(s.metric, s.boot))
+        draws = emergence_statistics(s.n, oriented(s.metric, s.boot))
         lo, hi = percentile_interval(draws, level)
         ok = int(np.isfinite(draws).sum())
     return {"task": s.task, "metric": s.metric, "filter": s.filter, "law": "emergence", "param": "score",
-            "estimate": emergence_score(s.n, oriented(s.metric, s.y)), "ci_low": lo, "ci_high": hi,
+            "estimate": emergence_statistic(s.n, oriented(s.metric, s.y)), "ci_low": lo, "ci_high": hi,
             "ci_level": level, "ci_method": s.ci_method, "n_boot_ok": ok, "n_sizes": s.n_sizes,
             "transform": "negate" if s.metric in LOWER_IS_BETTER else "identity",
             "note": verdict.verdict if s.metric == verdict.discrete_metric else f"twin of {verdict.discrete_metric}",

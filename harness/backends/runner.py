@@ -1,6 +1,6 @@
 """Scoring requests through lm-eval's `LM` contract with a loaded model. No Ray here.
 
-`Scorer` is the stateful predictor a Ray worker wraps: load once in the constructor, score a
+`RequestRunner` is the stateful predictor a Ray worker wraps: load once in the constructor, run a
 list of lm-eval `Instance`s per call, one request-table row per instance. It is tested without Ray.
 """
 
@@ -9,16 +9,16 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from harness.backends.loading import LoadSpec, NonFiniteScoreError, count_parameters, load_model, resolve_device
+from harness.backends.loading import LoadSpec, NonFiniteLoglikelihoodError, count_parameters, load_model, resolve_device
 from harness.backends.registry import make_lm
 
 
-class Scorer:
+class RequestRunner:
     """Holds one model and scores lists of lm-eval Instances.
 
     Example:
-        scorer = Scorer(LoadSpec(checkpoint, dtype="float32", device="cpu", backend="hf", batch_size=8))
-        rows = scorer.score(instances)   # one dict per instance, request-table columns
+        runner = RequestRunner(LoadSpec(checkpoint, dtype="float32", device="cpu", backend="hf", batch_size=8))
+        rows = runner.run(instances)   # one dict per instance, request-table columns
     """
 
     def __init__(self, spec: LoadSpec) -> None:
@@ -35,7 +35,7 @@ class Scorer:
     def _n_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def score(self, instances: list) -> list[dict]:
+    def run(self, instances: list) -> list[dict]:
         """Score instances (all request types mixed); rows follow the requests schema minus ids."""
         by_type: dict[str, list[int]] = {}
         for i, inst in enumerate(instances):
@@ -60,7 +60,7 @@ class Scorer:
             row["generation"] = str(out)
             row["n_tokens"] = self._n_tokens(str(out))
         if row["loglikelihood"] is not None and not math.isfinite(row["loglikelihood"]):
-            raise NonFiniteScoreError(
+            raise NonFiniteLoglikelihoodError(
                 f"request {inst.metadata[0]} doc {inst.doc_id} scored {row['loglikelihood']}: the "
                 f"checkpoint's weights or dtype are broken (try dtype float32)")
         return row
