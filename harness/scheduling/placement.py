@@ -222,12 +222,8 @@ def place(
     if not cluster.nodes:
         raise UserError("the cluster has no nodes; start Ray with at least one CPU")
     specs = replica_specs(costs, cluster, num_cpus, max_per_gpu)
-    by_model = {c.model: c for c in costs if c.model in specs}
-    work = {m: work_units(c, specs[m]) / device_flops for m, c in by_model.items()}
-    loads = {m: c.load_s for m, c in by_model.items()}
     devices = float(cluster.total_gpus or cluster.total_cpus)
-    finish = balanced_finish_s(work, loads, devices)
-    share = {m: work[m] / (finish - loads[m]) for m in work}
+    work, share = _fair_shares(costs, specs, devices, device_flops)
     size = {m: (s.num_gpus if s.num_gpus > 0 else s.num_cpus) for m, s in specs.items()}
     pool, replicas, order = ResourcePool(cluster), {m: 0 for m in specs}, []
 
@@ -257,6 +253,16 @@ def place(
     # 3. Whatever is left, to the models furthest below their shares.
     _hand_out(pool, specs, replicas, order, set(work), lambda m: (deficit(m), work[m]), stop=lambda m: False)
     return Placement("gpu" if cluster.total_gpus else "cpu", specs, replicas, tuple(order))
+
+
+def _fair_shares(costs: Sequence[ModelCost], specs: Mapping[str, ReplicaSpec], devices: float,
+                 device_flops: float) -> tuple[dict[str, float], dict[str, float]]:
+    """Each model's work in device-seconds, and the devices that would let all finish together."""
+    by_model = {c.model: c for c in costs if c.model in specs}
+    work = {m: work_units(c, specs[m]) / device_flops for m, c in by_model.items()}
+    loads = {m: c.load_s for m, c in by_model.items()}
+    finish = balanced_finish_s(work, loads, devices)
+    return work, {m: work[m] / (finish - loads[m]) for m in work}
 
 
 def _hand_out(pool: ResourcePool, specs: Mapping[str, ReplicaSpec], replicas: dict[str, int],
