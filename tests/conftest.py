@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-# Ray binds to loopback only in tests (NOTES.md): never to the machine's interface address.
+# Ray binds to loopback only in tests (README, "Loopback"): never to the machine's interface address.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

@@ -14,8 +14,7 @@ from harness.scheduling.placement import (
 )
 from harness.scheduling.resources import ClusterResources, NodeResources, ResourcePool
 
-# Pythia total parameter counts and (layers, d_model) (Biderman et al. 2023, Table 1;
-# shared/reference/README.md).
+# Pythia total parameter counts and (layers, d_model) (Biderman et al. 2023, Table 1).
 PYTHIA = {
     "70m": (70_426_624, 6, 512), "160m": (162_322_944, 12, 768), "410m": (405_334_016, 24, 1024),
     "1b": (1_011_781_632, 16, 2048), "1.4b": (1_414_647_808, 24, 2048),
