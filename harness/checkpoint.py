@@ -20,8 +20,9 @@ from harness.errors import UserError
 
 DEFAULT_REVISION = "main"  # what a hub and this harness call the revision of a model given without one
 _STEP = re.compile(r"^step(\d+)$")
-# Suffixes of files that never change what a model computes (a model card, a training log).
-_NOT_CONTENT = (".md", ".log")
+# Files that decide what a checkpoint computes, by suffix; trainer state beside them, by prefix.
+_CONTENT_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth", ".json", ".model", ".txt", ".tiktoken", ".py"}
+_TRAINER_STATE = ("optimizer", "scheduler", "rng_state", "trainer_state", "training_args")
 
 
 @dataclass(frozen=True)
@@ -103,8 +104,11 @@ def safetensors_param_count(folder: Path) -> int | None:
 
 
 def _content_files(folder: Path) -> Iterable[Path]:
+    """The files that decide what a model computes: weights, config, tokenizer (and remote code).
+    Trainer state beside them (optimizer, scheduler, RNG) is skipped: it can be gigabytes."""
     return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and not p.name.endswith(_NOT_CONTENT))
+                  if p.is_file() and not p.name.startswith(".") and p.suffix in _CONTENT_SUFFIXES
+                  and not p.name.startswith(_TRAINER_STATE))
 
 
 def _cache_file() -> Path:
@@ -112,17 +116,39 @@ def _cache_file() -> Path:
     return Path(base) / "harness" / "file-digests.json"
 
 
-def _digest(path: Path, cache: dict) -> str:
-    """sha256 of a file, remembered by (path, size, mtime): a 24 GB checkpoint is read once."""
+def _stat_key(path: Path) -> str:
+    """Path, size, mtime, inode and ctime: a copy that keeps the mtime (`cp -p`, rsync -a) still
+    gets a new inode or ctime, and ctime cannot be set from user space."""
     stat = path.stat()
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    if key not in cache:
-        sha = hashlib.sha256()
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 22), b""):
-                sha.update(block)
-        cache[key] = sha.hexdigest()
-    return cache[key]
+    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ino}|{stat.st_ctime_ns}"
+
+
+class _DigestCache:
+    """sha256 per file, kept in memory for the process and on disk between runs."""
+
+    def __init__(self) -> None:
+        self.digests: dict[str, str] | None = None
+        self.dirty = False
+
+    def digest(self, path: Path) -> str:
+        if self.digests is None:
+            self.digests = _load_cache(_cache_file())
+        key = _stat_key(path)
+        if key not in self.digests:
+            sha = hashlib.sha256()
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 22), b""):
+                    sha.update(block)
+            self.digests[key], self.dirty = sha.hexdigest(), True
+        return self.digests[key]
+
+    def save(self) -> None:
+        if self.dirty:
+            _save_cache(_cache_file(), self.digests)
+            self.dirty = False  # a failed save costs one hash per file next run, not one per call
+
+
+_DIGESTS = _DigestCache()
 
 
 def content_fingerprint(checkpoint: Checkpoint) -> list:
@@ -133,22 +159,31 @@ def content_fingerprint(checkpoint: Checkpoint) -> list:
     """
     if not checkpoint.is_local:
         return [checkpoint.source, checkpoint.revision]
-    cache_path = _cache_file()
-    try:
-        cache = json.loads(cache_path.read_text())
-    except (OSError, ValueError):
-        cache = {}
-    size = len(cache)
-    files = [(p.name, _digest(p, cache)) for p in _content_files(Path(checkpoint.source))]
-    if len(cache) != size:
-        _save_cache(cache_path, cache)
+    files = [(p.name, _DIGESTS.digest(p)) for p in _content_files(Path(checkpoint.source))]
+    _DIGESTS.save()
     return files
 
 
+def _load_cache(path: Path) -> dict[str, str]:
+    try:
+        cache = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return cache if isinstance(cache, dict) else {}
+
+
+def _still_current(key: str) -> bool:
+    path = Path(key.rsplit("|", 4)[0])
+    try:
+        return _stat_key(path) == key
+    except OSError:
+        return False
+
+
 def _save_cache(path: Path, cache: dict) -> None:
-    """Best effort: a read-only home only costs a re-hash next time. Entries of files that are
-    gone are dropped, so the cache does not grow with every temporary checkpoint."""
-    cache = {k: v for k, v in cache.items() if Path(k.split("|", 1)[0]).exists()}
+    """Best effort: a read-only home only costs a re-hash next run. Entries of files that are gone
+    or were rewritten are dropped, so the cache does not grow with every rebuilt checkpoint."""
+    cache = {k: v for k, v in cache.items() if _still_current(k)}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}")

@@ -279,7 +279,7 @@ def _merge_revisions(specs: list[ModelSpec]) -> tuple[ModelSpec, ...]:
     for spec in specs:
         if spec.path in merged:
             held = merged[spec.path]
-            if set(spec.revisions) & set(held.revisions):
+            if {revision_label(r) for r in spec.revisions} & {revision_label(r) for r in held.revisions}:
                 raise UserError(f"--models: {spec.path}@{revision_label(spec.revisions[0])} is given twice; name each "
                                 "revision once")
             spec = replace(held, revisions=held.revisions + spec.revisions)

@@ -66,7 +66,7 @@ def execute(plan: Plan, run_dir: Path, pending: list[Shard], state: RunState, re
     try:
         if pending:
             Driver(plan, run_dir, progress, state, recorder.shard_done).execute(pending)
-        progress.close()
+            progress.close()
     except KeyboardInterrupt:
         progress.close()
         recorder.save("interrupted")
@@ -98,9 +98,9 @@ def _timing(state: RunState, started: float) -> dict:
 
 def _analyze(run_dir: Path, stream) -> bool:
     """Fits, plots and report after a run. Any failure is one line; the scores stay written."""
-    from harness.analysis.analyze import analyze_run
-
     try:
+        from harness.analysis.analyze import analyze_run
+
         analyze_run(run_dir)
     except UserError as exc:
         print(f"harness: analysis skipped: {exc}", file=stream)

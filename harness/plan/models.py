@@ -112,7 +112,12 @@ class ModelRevision:
 
     @property
     def order(self) -> tuple:
-        return training_order(self.revision, self.tokens_trained)
+        """Training order. A local ladder given without a revision resolves to its last `step<N>`
+        folder, which orders it as that step."""
+        revision = self.revision
+        if revision in (None, "main") and self.checkpoint.is_local:
+            revision = Path(self.checkpoint.source).name
+        return training_order(revision, self.tokens_trained)
 
 
 def model_revisions(sweep: Sweep, base: Path | None = None) -> list[ModelRevision]:

@@ -56,9 +56,11 @@ def _request_text_bytes(inst: Any) -> int:
     return sum(len(str(a).encode()) for a in args if isinstance(a, str))
 
 
-def shard_key(model: ModelRevision, sweep: Sweep, task: str, instances: list) -> str:
+def shard_key(model: ModelRevision, fingerprint: list, sweep: Sweep, task: str, instances: list) -> str:
+    """Hash of everything that determines a shard's rows; `fingerprint` is the model's
+    `content_fingerprint`, computed once per model revision (hashing weights is not free)."""
     payload = [
-        SHARD_FORMAT, content_fingerprint(model.checkpoint), model.revision,
+        SHARD_FORMAT, fingerprint, model.revision,
         model.spec.dtype, sweep.backend, task,
         [(i.doc_id, i.idx, i.request_type, repr(i.args)) for i in instances],
     ]
@@ -91,6 +93,7 @@ def build_plan(sweep: Sweep, base: Path | None = None) -> Plan:
     """Resolve models, build every task's requests once, split them into shards."""
     revisions = model_revisions(sweep, base)
     finals = final_revisions(revisions)
+    fingerprints = {m.key: content_fingerprint(m.checkpoint) for m in revisions}
     specs = {t.name: t for t in sweep.tasks}
     loaded = load_tasks(list(specs), sweep.task_include_paths())
     tasks: dict[str, BuiltTask] = {}
@@ -111,7 +114,7 @@ def build_plan(sweep: Sweep, base: Path | None = None) -> Plan:
             for chunk in chunks:
                 tokens = int(sum(_request_text_bytes(i) for i in chunk) / _BYTES_PER_TOKEN)
                 shards.append(Shard(
-                    key=shard_key(model, sweep, name, chunk), model_revision=model, task=name,
+                    key=shard_key(model, fingerprints[model.key], sweep, name, chunk), model_revision=model, task=name,
                     doc_ids=tuple(sorted({i.doc_id for i in chunk})), est_tokens=tokens,
                     cost=shard_flops(n, tokens) if n else 0.0, instances=chunk))
     return Plan(sweep, tasks, revisions, shards)

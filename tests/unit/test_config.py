@@ -97,3 +97,8 @@ def test_an_install_without_the_checkout_says_where_to_point(tmp_path, monkeypat
         load_tasks(["zoo_english"], dataclasses.replace(sweep, include_path=()).task_include_paths())
     monkeypatch.setattr("harness.cli.common.DEFAULT_SWEEP", tmp_path / "site-packages" / "sweeps" / "default.yaml")
     assert main(["plan"]) == 2
+
+
+def test_a_revision_given_twice_in_two_spellings_is_refused():
+    with pytest.raises(UserError, match="given twice"):
+        apply_overrides(None, models="EleutherAI/pythia-70m,EleutherAI/pythia-70m@main", tasks="x")
