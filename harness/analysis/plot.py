@@ -6,12 +6,12 @@ is written to a temporary file in plots/ and renamed, so a reader never sees hal
 """
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from harness.results.store import atomic_path
 
 UNITS = {
     "bits_per_byte": "bits per byte",
@@ -36,15 +36,10 @@ def _plt():
 
 
 def _save(plt, fig, path: Path) -> Path:
-    """Write the figure to `path` atomically (temporary file in the same folder, then rename); close it."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
+    """Write the figure to `path` atomically (`results.store.atomic_path`); close it."""
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110)
     finally:
         plt.close(fig)
     return path

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.checkpoint import Checkpoint, check_weights_format, revision_label
-from harness.errors import UserError
+from harness.errors import UserError, first_line
 
 _TORCH_DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
@@ -107,7 +107,7 @@ def load_model(spec: LoadSpec, device: str):
             checkpoint.source, dtype=torch_dtype, use_safetensors=not allow_pickle,
             **({"device_map": spec.device_map} if spread else {}), **kwargs)
     except Exception as exc:  # noqa: BLE001 - any loader failure is reported per model
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise ModelLoadError(f"{checkpoint.source}@{revision_label(checkpoint.revision)}: {first}") from exc
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:

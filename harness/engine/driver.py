@@ -31,6 +31,7 @@ from harness.engine import cluster as ray_cluster
 from harness.engine.progress import Progress
 from harness.engine.replicas import READY, Replica, Replicas
 from harness.engine.state import RunState, ShardOutcome, replica_record
+from harness.errors import first_line
 from harness.plan.shards import Plan, Shard
 from harness.results.store import write_shard
 from harness.scheduling.layout import Layout, cpu_layout, gpu_layout, replica_costs, shard_cost
@@ -286,7 +287,7 @@ class Driver:
         """The replica (or its node) died: its shard goes back and the cluster is re-read. A
         model whose replicas keep dying before they come up fails after `max_attempts`."""
         shard = self.replicas.stop(replica)
-        reason = f"worker lost: {_first_line(exc)}"
+        reason = f"worker lost: {first_line(exc, with_type=True)}"
         self._event("worker_lost", worker=replica.index, model=replica.model, error=type(exc).__name__,
                     shard=shard.key if shard else None)
         if not replica.ready:
@@ -371,9 +372,3 @@ class Driver:
                 self._event("shard_timeout", worker=replica.index, model=replica.model, shard=shard.key)
                 self.attempts[shard.key] += 1
                 self._retry_or_fail(shard, f"timed out after {limit:g} s")
-
-
-def _first_line(exc: BaseException) -> str:
-    """A one-line reason from a Ray exception (their messages run to dozens of lines)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

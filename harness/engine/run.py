@@ -15,7 +15,7 @@ from pathlib import Path
 from harness.config import Sweep
 from harness.engine.progress import Progress
 from harness.engine.state import RunState
-from harness.errors import UserError
+from harness.errors import UserError, first_line
 from harness.plan.preflight import preflight
 from harness.plan.shards import Plan, Shard, build_plan
 from harness.results.finalize import finalize, headline_table
@@ -106,8 +106,7 @@ def _analyze(run_dir: Path, stream) -> bool:
         print(f"harness: analysis skipped: {exc}", file=stream)
         return True  # nothing to fit (too few sizes, say) is an answer, not a failure
     except Exception as exc:  # noqa: BLE001 - the run's results must outlive a bug in the analysis
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        print(f"harness: analysis failed ({type(exc).__name__}: {reason}); the scores are written; "
+        print(f"harness: analysis failed ({first_line(exc, with_type=True)}); the scores are written; "
               f"rerun it with `harness analyze {run_dir}`", file=stream)
         return False
     print(f"harness: analysis written to {run_dir / 'report.md'}", file=stream)

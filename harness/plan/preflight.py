@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.errors import UserError
+from harness.errors import UserError, first_line
 from harness.checkpoint import check_weights_format, revision_label
 from harness.plan.models import ModelRevision
 from harness.plan.shards import Plan
@@ -21,7 +21,7 @@ def check_local_tokenizer(folder: Path) -> None:
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
     except Exception as exc:  # noqa: BLE001 - a broken tokenizer folder is user input
-        raise UserError(f"{folder}: cannot load the tokenizer: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise UserError(f"{folder}: cannot load the tokenizer: {first_line(exc)}") from None
     if tokenizer.pad_token is None and tokenizer.eos_token is None:
         raise UserError(f"{folder}: the tokenizer has neither a pad nor an eos token; set "
                         f"\"eos_token\" (or \"pad_token\") in {folder / 'tokenizer_config.json'}")

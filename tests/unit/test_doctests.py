@@ -12,7 +12,7 @@ import harness
 
 # Pure code only: importing these loads neither Ray nor torch, so their examples run anywhere.
 PURE = ("harness.scheduling", "harness.analysis", "harness.results", "harness.plan",
-        "harness.checkpoint", "harness.config", "harness.backends.fast.pack")
+        "harness.checkpoint", "harness.config", "harness.errors", "harness.backends.fast.pack")
 
 
 def _modules() -> list[str]:
