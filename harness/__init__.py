@@ -3,7 +3,7 @@
 The packages, in the order data flows through them (each imports only those before it, and the
 foundation modules at the bottom):
 
-    cli/         one module per verb (run, plan, ls, analyze, compute, submit, zoo)
+    cli/         one module per verb (run, plan, ls, analyze, import, compute, submit, zoo)
     plan/        sweep -> model revisions (models.py) x tasks -> requests built once through lm-eval
                  (requests.py) -> shards and their keys (shards.py); checks before any worker starts
                  (preflight.py)
@@ -15,6 +15,9 @@ foundation modules at the bottom):
                    (hf | fast), fast/ (pack, score, generate, lm)
     results/     schemas.py, store.py (every read and write of a run folder), manifest.py,
                  metrics.py (lm-eval metrics per document), finalize.py (samples and scores.parquet)
+    ingest/      `harness import`: lm-eval JSON / --log_samples JSONL / CSV / Parquet made elsewhere -> the
+                 same run folder (detect, lmeval_json, lmeval_samples, twins, table, families, meta, sizes,
+                 merge, folder, importer); beside results, which it writes through
     analysis/    reads Parquet only: series, laws, fit/, bootstrap, backtest, emergence, compute,
                  plot, report, analyze.py (the `harness analyze` pipeline)
     zoo/         the embedded ladder: corpus, data, formats, train, probe, eval, ladder (build, list)

@@ -2,13 +2,14 @@
 
 Reads only scores.parquet and samples/**/*.parquet; writes fits.parquet (one row per fitted
 parameter, with bootstrap interval and goodness of fit), bands.parquet (the fitted curves and their
-pointwise bands, which the plots draw), plots/*.png and report.md, each replaced atomically. Which
-law per task:
+pointwise bands, which the plots draw), backtest.parquet (every method's prediction of the largest
+size from the smaller ones, with its prediction interval; analysis/predict/), predictions.parquet
+(with --predict), plots/*.png and report.md, each replaced atomically. Which law per task:
   rolling perplexity (bits_per_byte, nll_per_token): power law in non-embedding parameters, and
       Chinchilla L(N, D) when >= 3 sizes have >= 2 revisions with known tokens_trained;
   few-shot (acc, exact_match): sigmoid for the discrete metric, power law for its continuous twins
       (target_loglik, brier, edit_distance), emergence scores and the mirage verdict.
-Power-law and sigmoid fits on >= 4 sizes are also back-tested (harness.analysis.backtest).
+Every accuracy and loss metric on >= 4 sizes is back-tested by every method that applies.
 Anything that cannot be fitted is skipped with a one-line reason (report + summary.skipped).
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.analysis.predict.run import predict_run
 from harness.analysis.tables import FIT_COLUMNS, bands_table, fits_table, write_table
 from harness.analysis.task_fits import DISCRETE, ROLLING, TWINS, Findings, RunTables, Settings, analyze_task
 from harness.errors import UserError
@@ -37,7 +39,9 @@ class AnalysisSummary:
     plots: tuple[Path, ...]
     skipped: tuple[str, ...]  # one line per fit not done, with the reason
     verdicts: tuple  # emergence.MirageVerdict per few-shot task and discrete metric
-    backtests: tuple  # backtest.Backtest per power-law or sigmoid fit with >= 4 sizes
+    backtests: object  # DataFrame, predict.BACKTEST_COLUMNS: every method's back-test of the largest size
+    predictions: object  # DataFrame, predict.PREDICTION_COLUMNS: every method at each --predict target
+    signals: tuple  # signal.SignalNoise per fitted metric
     n_fits: int  # law fits done (power_law, sigmoid, chinchilla)
 
 
@@ -78,8 +82,10 @@ def load_samples(run_dir: Path):
     return samples
 
 
-def analyze_run(run_dir: Path, *, n_boot: int = 200, seed: int = 0, level: float = 0.95) -> AnalysisSummary:
-    """Fit every task of the run; write fits.parquet, bands.parquet, plots/ and report.md.
+def analyze_run(run_dir: Path, *, n_boot: int = 200, seed: int = 0, level: float = 0.95,
+                targets: tuple[tuple[float, float], ...] = (), pi_level: float = 0.9) -> AnalysisSummary:
+    """Fit every task of the run; write fits.parquet, bands.parquet, backtest.parquet, plots/ and
+    report.md, and predictions.parquet for `targets` ((non-embedding parameters, tokens or NaN) pairs).
 
     Raises:
         UserError: RUN_DIR has no readable scores.parquet, or it lacks a required column.
@@ -92,18 +98,24 @@ def analyze_run(run_dir: Path, *, n_boot: int = 200, seed: int = 0, level: float
         found.skip(f"{run_dir / 'scores.parquet'} has no rows: nothing to fit")
     for task in sorted(run.scores["task"].unique()):
         analyze_task(run, settings, found, task)
-    return write_outputs(run_dir, run, settings, found)
+    backtests, predictions = predict_run(run.scores, run.chance, list(targets), pi_level)
+    return write_outputs(run_dir, run, settings, found, backtests, predictions)
 
 
-def write_outputs(run_dir: Path, run: RunTables, settings: Settings, found: Findings) -> AnalysisSummary:
+def write_outputs(run_dir: Path, run: RunTables, settings: Settings, found: Findings, backtests,
+                  predictions) -> AnalysisSummary:
     """Write the tables, the plots and the report of what the analysis found."""
     from harness.analysis import plot, report
 
-    fits = fits_table(found.outcomes, found.backtests, found.emergence_rows, settings.level)
+    fits = fits_table(found.outcomes, found.emergence_rows, settings.level)
     fits_path = write_table(fits, run_dir / "fits.parquet")
     bands_path = write_table(bands_table(found.outcomes), run_dir / "bands.parquet")
-    plots = plot.make_all(run_dir / "plots", found.outcomes, found.verdicts, found.backtests)
-    report_path = report.write_report(run_dir, run.scores, run.samples is not None, fits, found.verdicts,
-                                      found.backtests, found.skipped, plots, found.outcomes)
+    write_table(backtests, run_dir / "backtest.parquet")
+    if len(predictions):
+        write_table(predictions, run_dir / "predictions.parquet")
+    plots = plot.make_all(run_dir / "plots", found.outcomes, found.verdicts, backtests)
+    report_path = report.write_report(run_dir, report.ReportInputs(
+        run.scores, run.samples is not None, fits, tuple(found.verdicts), backtests, predictions,
+        tuple(found.signals), tuple(found.skipped), tuple(plots)))
     return AnalysisSummary(run_dir, fits_path, bands_path, report_path, tuple(plots), tuple(found.skipped),
-                           tuple(found.verdicts), tuple(found.backtests), len(found.outcomes))
+                           tuple(found.verdicts), backtests, predictions, tuple(found.signals), len(found.outcomes))

@@ -2,7 +2,8 @@
 
 C ≈ 6 N D counts a forward (2 N FLOPs per token) and a backward pass (4 N) over D tokens
 (Kaplan et al. 2020). The frontier N_opt(C), D_opt(C) comes from an L(N, D) fit: Hoffmann et al.'s
-published one by default, or a run's own `fits.parquet` (law "chinchilla").
+published one by default, or a run's own `fits.parquet` (law "chinchilla"), unless `harness analyze`
+marked that fit unreliable (harness.analysis.fit.reliability): then there is no frontier to give.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from harness.errors import UserError
 from harness.analysis.fit import CHINCHILLA_PAPER, chinchilla_frontier
+from harness.analysis.fit.reliability import UNRELIABLE
 
 TOKENS_PER_PARAM = 20.0  # Hoffmann et al. 2022's rule of thumb
 _SUFFIX = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
@@ -73,8 +75,14 @@ def _loss(p: dict[str, float], n: float, d: float) -> float:
     return p["E"] + p["A"] / n ** p["alpha"] + p["B"] / d ** p["beta"]
 
 
-def run_fit_params(run_dir: Path, task: str | None = None) -> tuple[dict[str, float], str]:
-    """The Chinchilla fit stored in RUN_DIR/fits.parquet (law "chinchilla"); (params, description)."""
+def run_fit_params(run_dir: Path, task: str | None = None,
+                   allow_unreliable: bool = False) -> tuple[dict[str, float], str]:
+    """The Chinchilla fit stored in RUN_DIR/fits.parquet (law "chinchilla"); (params, description).
+
+    Raises:
+        UserError: no such file or fit, or the fit is marked unreliable (and allow_unreliable is False):
+            its frontier would be an artefact, e.g. of token counts read off one run's checkpoints.
+    """
     import pandas as pd
 
     path = Path(run_dir) / "fits.parquet"
@@ -89,8 +97,27 @@ def run_fit_params(run_dir: Path, task: str | None = None) -> tuple[dict[str, fl
         raise UserError(f"{path} holds no Chinchilla L(N, D) fit{which} (needs >= 2 revisions for >= 3 sizes)")
     key = sorted(set(zip(fits["task"], fits["metric"])))[0]
     rows = fits[(fits["task"] == key[0]) & (fits["metric"] == key[1])]
+    why = unreliable_reason(rows)
+    if why is not None and not allow_unreliable:
+        raise UserError(f"{path}: the L(N, D) fit of {key[0]}/{key[1]} is unreliable, so it gives no "
+                        f"compute-optimal frontier ({why})")
     params = {r.param: float(r.estimate) for r in rows.itertuples()}
-    return params, f"run fit {path} (task {key[0]}, metric {key[1]})"
+    source = f"run fit {path} (task {key[0]}, metric {key[1]})"
+    return params, source + (" — UNRELIABLE: " + why if why is not None else "")
+
+
+def unreliable_reason(rows) -> str | None:
+    """Why the fits.parquet rows of one fit are marked unreliable, None when they are not: the
+    `reliable` column where the table has one, else the note's UNRELIABLE prefix (both are written
+    by harness.analysis.laws; older tables have neither, and count as reliable)."""
+    if "reliable" in rows.columns and rows["reliable"].notna().any():
+        bad = not bool(rows["reliable"].dropna().all())
+    else:
+        bad = "note" in rows.columns and rows["note"].fillna("").astype(str).str.startswith(UNRELIABLE).any()
+    if not bad:
+        return None
+    notes = rows["note"].dropna().astype(str) if "note" in rows.columns else []
+    return notes.iloc[0] if len(notes) else "marked unreliable"
 
 
 def parse_count(text: str, flag: str) -> float:

@@ -1,6 +1,8 @@
 """One law fitted to one Series, with bootstrap intervals and a band: the rows of fits.parquet.
 
-Skips are ValueErrors whose message is the one-line reason the report lists.
+Skips are ValueErrors whose message is the one-line reason the report lists. A fit that ran but
+cannot be trusted says so: `reliable` False and its `caveats`; its note then starts with UNRELIABLE
+(fits.parquet keeps the note, so readers such as `harness compute --run` can refuse it).
 """
 from __future__ import annotations
 
@@ -12,6 +14,10 @@ import pandas as pd
 from harness.analysis.series import Series
 from harness.analysis.bootstrap import model_resamples, percentile_interval, refit_each
 from harness.analysis.fit import Goodness, fit_chinchilla, fit_chinchilla_batch, fit_power_law, fit_power_law_batch, fit_sigmoid
+from harness.analysis.fit._common import goodness
+from harness.analysis.fit.chinchilla import SANE_EXPONENTS, ChinchillaFit
+from harness.analysis.fit.reliability import UNRELIABLE, assess_chinchilla
+from harness.analysis.fit.sigmoid import K_BOUNDS, X0_MARGIN, SigmoidFit
 
 NEGATED = frozenset({"target_loglik"})  # fitted as a loss: -log p(target) falls with size
 SIGMOID_FREE_CEILING_SIZES = 5  # below this many sizes the ceiling is fixed at 1 (3-4 points cannot pin 4 parameters)
@@ -28,6 +34,8 @@ class FitOutcome:
     note: str = ""
     ci_method: str = "none"
     band: pd.DataFrame | None = field(default=None, repr=False)  # n, estimate, low, high (untransformed y)
+    reliable: bool = True  # False: report the numbers, derive nothing from them (chinchilla: no frontier)
+    caveats: tuple[str, ...] = ()  # one clause per problem (parameters on bounds, failed checks)
 
     def rows(self, level: float) -> list[dict]:
         s = self.series
@@ -38,7 +46,8 @@ class FitOutcome:
             out.append({"task": s.task, "metric": s.metric, "filter": s.filter, "law": self.law, "param": name,
                         "estimate": float(value), "ci_low": lo, "ci_high": hi, "ci_level": level,
                         "ci_method": self.ci_method, "n_boot_ok": ok, "n_sizes": s.n_sizes,
-                        "transform": self.transform, "note": self.note, **self.gof.as_dict()})
+                        "transform": self.transform, "note": self.note, "reliable": self.reliable,
+                        **self.gof.as_dict()})
         return out
 
 
@@ -123,12 +132,40 @@ def sigmoid(s: Series, level: float, n_boot: int = 0, seed: int = 0) -> FitOutco
         notes.append(f"ceiling fixed at 1 (< {SIGMOID_FREE_CEILING_SIZES} sizes)")
     if fit.threshold_outside_range:
         notes.append(f"N* = {fit.threshold:.3g} outside the measured range {s.n.min():.3g}-{s.n.max():.3g}")
-    return FitOutcome(s, "sigmoid", params, draws, fit.gof, "identity", "; ".join(notes), method,
-                      _band(grid, pred, fit.predict(grid), level, 1.0))
+    caveats = sigmoid_bound_notes(fit)
+    # x0 on the edge of its search range: N* is where the search stopped, not a property of the data.
+    reliable = "x0" not in fit.at_bounds
+    note = "; ".join(([] if reliable else [f"{UNRELIABLE}: N* not identified"]) + notes + list(caveats))
+    return FitOutcome(s, "sigmoid", params, draws, fit.gof, "identity", note, method,
+                      _band(grid, pred, fit.predict(grid), level, 1.0), reliable, caveats)
+
+
+def sigmoid_bound_notes(fit: SigmoidFit) -> tuple[str, ...]:
+    """One clause per parameter of a sigmoid fit that ended on a bound (`SigmoidFit.at_bounds`).
+
+    >>> from harness.analysis.fit import Goodness
+    >>> fit = SigmoidFit({"x0": 8.7, "k": 50.0, "floor": 0.25, "ceiling": 1.0}, Goodness(7, 3, 0, 0, 1), (1e7, 1e10),
+    ...                  at_bounds=("k", "ceiling"))
+    >>> sigmoid_bound_notes(fit)
+    ('k at its bound 50 (a step, not a sigmoid)', 'ceiling at its bound 1')
+    """
+    p, out = fit.params, []
+    if "x0" in fit.at_bounds:
+        out.append(f"x0 at the edge of its search range ({X0_MARGIN:g} decades beyond the sizes)")
+    if "k" in fit.at_bounds:
+        steep = p["k"] > np.sqrt(K_BOUNDS[0] * K_BOUNDS[1])
+        out.append(f"k at its bound {K_BOUNDS[1]:g} (a step, not a sigmoid)" if steep
+                   else f"k at its bound {K_BOUNDS[0]:g} (no rise within the sizes)")
+    for level in ("floor", "ceiling"):
+        if level in fit.at_bounds:
+            out.append(f"{level} at its bound {round(p[level]):g}")
+    return tuple(out)
 
 
 def chinchilla(s: Series, level: float, n_boot: int = 0, seed: int = 0) -> FitOutcome:
-    """L(N, D) over every (model, revision) point with a known token count."""
+    """L(N, D) over every (model, revision) point with a known token count. The N_opt and D_opt
+    exponents are reported with every fit; `reliable` False (fit.reliability) says they must not be
+    read as a compute-optimal frontier."""
     known = np.isfinite(s.d) & (s.d > 0)
     per_size = pd.Series(s.d[known]).groupby(s.n[known]).nunique()
     if (per_size >= 2).sum() < 3:
@@ -138,18 +175,41 @@ def chinchilla(s: Series, level: float, n_boot: int = 0, seed: int = 0) -> FitOu
         raise ValueError(f"{s.task}/{s.metric} (chinchilla): losses must vary and be > 0; fit skipped")
     n, d, y = s.n[known], s.d[known], s.y[known]
     fit = fit_chinchilla(n, d, y, refine=True)  # the bootstrap refits use the same tight tolerances
-    params = dict(fit.params)
-    params["N_opt_exponent"] = params["beta"] / (params["alpha"] + params["beta"])
-    params["D_opt_exponent"] = params["alpha"] / (params["alpha"] + params["beta"])
+    params = _with_frontier_exponents(dict(fit.params))
     draws = {}
     if s.boot is not None:
-        draws = fit_chinchilla_batch(n, d, s.boot[:, known], fit.theta)
-        draws["N_opt_exponent"] = draws["beta"] / (draws["alpha"] + draws["beta"])
-        draws["D_opt_exponent"] = draws["alpha"] / (draws["alpha"] + draws["beta"])
-    from harness.analysis.fit._common import goodness
-
-    note = f"{int(known.sum())} (N, D) points; Huber delta 1e-3, 4,500-start grid"
+        draws = _with_frontier_exponents(fit_chinchilla_batch(n, d, s.boot[:, known], fit.theta))
+    gof = goodness(y, fit.predict(n, d), 5)
+    check = assess_chinchilla(n, d, y, np.asarray(s.models, dtype=object)[known], gof)
+    caveats = check.caveats + chinchilla_bound_notes(fit)
+    notes = [f"{int(known.sum())} (N, D) points; Huber delta 1e-3, 4,500-start grid"]
     if s.boot is None:
-        note += "; no intervals without per-document samples"
-    return FitOutcome(s, "chinchilla", params, draws, goodness(y, fit.predict(n, d), 5), "identity", note,
-                      s.ci_method)
+        notes.append("no intervals without per-document samples")
+    if not check.reliable:
+        notes.insert(0, f"{UNRELIABLE}: no compute-optimal frontier")
+    return FitOutcome(s, "chinchilla", params, draws, gof, "identity", "; ".join(notes + list(caveats)),
+                      s.ci_method, reliable=check.reliable, caveats=caveats)
+
+
+def _with_frontier_exponents(p: dict) -> dict:
+    """Adds N_opt ∝ C^(beta / (alpha + beta)) and D_opt ∝ C^(alpha / (alpha + beta)) (floats or draws)."""
+    p["N_opt_exponent"] = p["beta"] / (p["alpha"] + p["beta"])
+    p["D_opt_exponent"] = p["alpha"] / (p["alpha"] + p["beta"])
+    return p
+
+
+def chinchilla_bound_notes(fit: ChinchillaFit) -> tuple[str, ...]:
+    """One clause for E on a bound (`ChinchillaFit.at_bounds`) and one per implausible exponent.
+
+    >>> fit = ChinchillaFit({"A": 9.0, "B": 9.0, "E": 1e-40, "alpha": 0.3, "beta": 2.5}, 0.0, 30, 1, loss_min=2.5)
+    >>> chinchilla_bound_notes(fit)
+    ('E at its bound 0 (E = 1e-40)', 'beta = 2.5 outside 0.05-1')
+    """
+    out = []
+    if "E" in fit.at_bounds:
+        e = fit.params["E"]
+        out.append(f"E at its bound 0 (E = {e:.2g})" if e < 0.5 * fit.loss_min
+                   else f"E at its bound, the smallest loss {fit.loss_min:.4g}")
+    lo, hi = SANE_EXPONENTS
+    out += [f"{k} = {fit.params[k]:.3g} outside {lo:g}-{hi:g}" for k in fit.implausible]
+    return tuple(out)

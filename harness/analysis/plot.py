@@ -17,6 +17,7 @@ UNITS = {
     "bits_per_byte": "bits per byte",
     "nll_per_token": "loss (nats per token)",
     "acc": "accuracy (fraction correct)",
+    "acc_norm": "length-normalised accuracy",
     "exact_match": "exact match (fraction correct)",
     "target_loglik": "log-prob of the target (nats)",
     "brier": "Brier score (lower is better)",
@@ -54,11 +55,12 @@ def make_all(plot_dir: Path, outcomes, verdicts, backtests) -> list[Path]:
     plot_dir.mkdir(parents=True, exist_ok=True)
     plt = _plt()
     paths = []
-    bt = {(b.task, b.metric, b.law): b for b in backtests}
+    chosen = backtests[backtests["chosen"]] if len(backtests) else backtests
+    bt = {(r.task, r.metric): r for r in chosen.itertuples()}
     for o in outcomes:
         s = o.series
         if o.law == "power_law" and s.metric in ("bits_per_byte", "nll_per_token"):
-            paths.append(_loss_plot(plt, plot_dir / f"{_slug('loss', s.task, s.metric)}.png", o, bt.get((s.task, s.metric, o.law))))
+            paths.append(_loss_plot(plt, plot_dir / f"{_slug('loss', s.task, s.metric)}.png", o, bt.get((s.task, s.metric))))
         elif o.law == "chinchilla":
             paths.append(_chinchilla_plot(plt, plot_dir / f"{_slug('tokens', s.task, s.metric)}.png", o))
     for v in verdicts:
@@ -66,7 +68,7 @@ def make_all(plot_dir: Path, outcomes, verdicts, backtests) -> list[Path]:
                     and o.series.metric == v.discrete_metric), None)
         twins = [o for o in outcomes if o.law == "power_law" and o.series.task == v.task and o.series.metric in v.twin_statistics]
         path = plot_dir / f"{_slug('emergence', v.task, v.discrete_metric)}.png"
-        paths.append(_emergence_plot(plt, path, v, sig, twins))
+        paths.append(_emergence_plot(plt, path, v, sig, twins, bt.get((v.task, v.discrete_metric))))
     return paths
 
 
@@ -100,11 +102,7 @@ def _loss_plot(plt, path: Path, o, backtest) -> Path:
     fig, ax = plt.subplots(figsize=(6.4, 4.6), layout="constrained")
     _points(ax, s, "measured (final checkpoint)")
     _curve(ax, o, f"fit E + A/N^α: E={p['E']:.3g}, α={p['alpha']:.3g}")
-    if backtest is not None:
-        lo, hi = backtest.pi_low, backtest.pi_high
-        yerr = None if not np.isfinite(lo) else [[backtest.predicted - lo], [hi - backtest.predicted]]
-        ax.errorbar([backtest.held_out_n * 1.08], [backtest.predicted], yerr=yerr, fmt="s", color="C3", capsize=3,
-                    label=f"back-test prediction (error {100 * backtest.rel_error:+.1f}%)")
+    _prediction(ax, backtest)
     ax.set_xscale("log")
     ax.set_yscale("log")
     _plain_log_ticks(ax.yaxis)
@@ -113,6 +111,17 @@ def _loss_plot(plt, path: Path, o, backtest) -> Path:
     ax.set_title(f"{s.task}: {s.metric} against size")
     ax.legend()
     return _save(plt, fig, path)
+
+
+def _prediction(ax, backtest) -> None:
+    """The chosen method's back-test prediction of the held-out largest size, with its interval."""
+    if backtest is None:
+        return
+    lo, hi = backtest.pi_low, backtest.pi_high
+    yerr = None if not np.isfinite(lo) else [[backtest.predicted - lo], [hi - backtest.predicted]]
+    level = f"{100 * backtest.pi_level:.0f}% PI, " if yerr is not None else ""
+    ax.errorbar([backtest.n_params * 1.08], [backtest.predicted], yerr=yerr, fmt="s", color="C3", capsize=4,
+                label=f"predicted from smaller sizes ({backtest.method}; {level}error {backtest.error:+.3g})", zorder=4)
 
 
 def _chinchilla_plot(plt, path: Path, o) -> Path:
@@ -165,11 +174,13 @@ def _iso_loss_contours(ax, s, p, n, d) -> None:
     ax.legend(loc="upper left")
 
 
-def _emergence_plot(plt, path: Path, verdict, sig, twins) -> Path:
-    """The discrete metric with its sigmoid fit, then one panel per continuous twin with its power law."""
+def _emergence_plot(plt, path: Path, verdict, sig, twins, backtest=None) -> Path:
+    """The discrete metric with its sigmoid fit and the back-test prediction of its largest size, then
+    one panel per continuous twin with its power law."""
     panels = 1 + len(twins)
     fig, axes = plt.subplots(1, panels, figsize=(5.6 * panels, 4.6), squeeze=False, layout="constrained")
     _sigmoid_panel(axes[0, 0], verdict, sig)
+    _prediction(axes[0, 0], backtest)
     for ax, o in zip(axes[0, 1:], twins):
         _twin_panel(ax, verdict, o)
     for ax in axes[0]:

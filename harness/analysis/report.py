@@ -4,68 +4,82 @@ the plots (linked at the end). Written atomically, like every file of a run fold
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 
+from dataclasses import dataclass
+
+import pandas as pd
+
+from harness.analysis import answers
+from harness.analysis.answers import num as _num
+from harness.analysis.answers import table as _table
 from harness.analysis.laws import MIN_POINTS_MODEL_BOOTSTRAP
+from harness.analysis.series import final_revisions
 from harness.results.store import write_text_atomic
 
 
-def _num(v) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "–"
-    return f"{v:.4g}"
+@dataclass(frozen=True, eq=False)
+class ReportInputs:
+    """Everything report.md is written from."""
+
+    scores: pd.DataFrame
+    has_samples: bool
+    fits: pd.DataFrame
+    verdicts: tuple
+    backtests: pd.DataFrame
+    predictions: pd.DataFrame
+    signals: tuple
+    skipped: tuple[str, ...]
+    plots: tuple[Path, ...]
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    if not rows:
-        return ["(none)", ""]
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return out + [""]
-
-
-def write_report(run_dir: Path, scores, has_samples: bool, fits, verdicts, backtests, skipped, plots,
-                 outcomes) -> Path:
+def write_report(run_dir: Path, inputs: ReportInputs) -> Path:
     """Write RUN_DIR/report.md (atomically) and return its path."""
     path = run_dir / "report.md"
-    write_text_atomic(render_report(run_dir.name, scores, has_samples, fits, verdicts, backtests, skipped, plots),
-                      path)
+    write_text_atomic(render_report(run_dir.name, inputs), path)
     return path
 
 
-def render_report(title: str, scores, has_samples: bool, fits, verdicts, backtests, skipped, plots) -> str:
-    """The text of report.md."""
+def render_report(title: str, r: ReportInputs) -> str:
+    """The text of report.md: the answers first, then the evidence."""
+    level = float(r.fits["ci_level"].iloc[0]) if len(r.fits) else 0.95
     lines = [f"# Scaling analysis: {title}", ""]
-    lines += _intro(has_samples)
-    lines += _scores_section(scores)
-    lines += _fits_section(fits)
-    lines += _emergence_section(verdicts, fits)
-    lines += _backtest_section(backtests)
-    lines += _chinchilla_section(fits)
-    lines += ["## Skipped", ""] + ([f"- {s}" for s in skipped] or ["(nothing)"]) + [""]
+    lines += answers.answers_section(r.backtests, r.signals, r.verdicts, r.fits)
+    lines += answers.backtest_section(r.backtests)
+    lines += answers.predictions_section(r.predictions)
+    lines += answers.signal_section(r.signals)
+    lines += _intro(r.has_samples, level)
+    lines += _scores_section(r.scores)
+    lines += _fits_section(r.fits, level)
+    lines += _emergence_section(r.verdicts, r.fits, level)
+    lines += _chinchilla_section(r.fits)
+    lines += ["## Skipped", ""] + ([f"- {s}" for s in r.skipped] or ["(nothing)"]) + [""]
     lines += ["## Plots", ""]
-    lines += [f"![{p.stem}](plots/{p.name})" for p in plots] or ["(no plots: nothing was fitted)"]
+    lines += [f"![{p.stem}](plots/{p.name})" for p in r.plots] or ["(no plots: nothing was fitted)"]
     return "\n".join(lines) + "\n"
 
 
-def _intro(has_samples: bool) -> list[str]:
-    ci = ("95% percentile intervals from a bootstrap over documents, paired across models (the same "
+def _intro(has_samples: bool, level: float) -> list[str]:
+    pct = f"{100 * level:.0f}%"
+    ci = (f"{pct} percentile intervals from a bootstrap over documents, paired across models (the same "
           "resampled documents for every model), refitting each resample."
           if has_samples else
           "No per-document samples in the run: power-law and sigmoid fits on at least "
-          f"{MIN_POINTS_MODEL_BOOTSTRAP} points get 95% percentile intervals from a bootstrap over models "
-          "(the points themselves); other fits, back-tests and emergence scores have no intervals.")
-    return [f"Read from `scores.parquet`{' and `samples/`' if has_samples else ''}. {ci} "
+          f"{MIN_POINTS_MODEL_BOOTSTRAP} points get {pct} percentile intervals from a bootstrap over models "
+          "(the points themselves); other fits and emergence scores have no intervals.")
+    return ["## How the fits below were made", "", f"Read from `scores.parquet`{' and `samples/`' if has_samples else ''}. {ci} "
             "Sizes are non-embedding parameters; curves use each model's final checkpoint, except "
             "L(N, D), which uses every revision with a known token count.", ""]
 
 
 def _scores_section(scores) -> list[str]:
-    out = ["## Measured scores", ""]
-    wanted = ("bits_per_byte", "nll_per_token", "acc", "exact_match", "target_loglik", "brier", "edit_distance")
+    out = ["## Measured scores (final checkpoint of each model; every checkpoint is in scores.parquet)", ""]
+    wanted = ("bits_per_byte", "nll_per_token", "acc", "acc_norm", "exact_match", "target_loglik", "brier",
+              "edit_distance", "ppl", "perplexity")
+    finals = final_revisions(scores.drop_duplicates(["model", "revision"])).set_index(["model", "revision"]).index
+    scores = scores[pd.MultiIndex.from_frame(scores[["model", "revision"]]).isin(finals)]
     for task in sorted(scores["task"].unique()):
         sub = scores[(scores["task"] == task) & scores["metric"].isin(wanted)]
         if sub.empty:
@@ -80,8 +94,8 @@ def _scores_section(scores) -> list[str]:
     return out
 
 
-def _fits_section(fits) -> list[str]:
-    sub = fits[~fits["law"].str.endswith(":backtest") & (fits["law"] != "emergence")]
+def _fits_section(fits, level: float) -> list[str]:
+    sub = fits[fits["law"] != "emergence"]
     rows = [[r.task, r.metric + (" (−y)" if r.transform == "negate" else ""), r.law, r.param, _num(r.estimate),
              f"[{_num(r.ci_low)}, {_num(r.ci_high)}]", _num(r.r2), _num(r.rmse), str(int(r.n_sizes)), r.note or ""]
             for r in sub.itertuples()]
@@ -89,10 +103,10 @@ def _fits_section(fits) -> list[str]:
             "N* = 10^x0; chinchilla: L = E + A / N^alpha + B / D^beta (Approach 3). "
             "(−y): the law was fitted to −y (a log-prob becomes a loss).")
     return ["## Fits", "", laws, ""] + _table(
-        ["task", "metric", "law", "param", "estimate", "95% CI", "R²", "RMSE", "sizes", "note"], rows)
+        ["task", "metric", "law", "param", "estimate", f"{100 * level:.0f}% CI", "R²", "RMSE", "sizes", "note"], rows)
 
 
-def _emergence_section(verdicts, fits) -> list[str]:
+def _emergence_section(verdicts, fits, level: float) -> list[str]:
     rows = []
     for v in verdicts:
         twins = ", ".join(f"{m} {_score_text(fits, v.task, m, s)}" for m, s in v.twin_statistics.items()) or "–"
@@ -103,7 +117,8 @@ def _emergence_section(verdicts, fits) -> list[str]:
              "counts as a jump at twice that. Mirage: a jump under the discrete metric that its continuous twin "
              "does not show.")
     return ["## Emergence and the mirage check", "", intro, ""] + _table(
-        ["task", "metric", "emergence score [95% CI]", "N* [95% CI]", "continuous twins (score [95% CI])", "verdict"], rows)
+        ["task", "metric", f"emergence score [{100 * level:.0f}% CI]", f"N* [{100 * level:.0f}% CI]",
+         f"continuous twins (score [{100 * level:.0f}% CI])", "verdict"], rows)
 
 
 def _threshold_text(fits, task: str, metric: str) -> str:
@@ -126,17 +141,6 @@ def _score_text(fits, task: str, metric: str, value: float) -> str:
     return f"{value:.3g}{ci}"
 
 
-def _backtest_section(backtests) -> list[str]:
-    rows = []
-    for b in backtests:
-        inside = {None: "–", True: "yes", False: "no"}[b.inside]
-        rows.append([b.task, b.metric, b.law, _num(b.held_out_n), _num(b.measured), _num(b.predicted),
-                     f"[{_num(b.pi_low)}, {_num(b.pi_high)}]", f"{100 * b.rel_error:+.2f}%", inside])
-    return ["## Back-test (fit all sizes but the largest, predict the largest)", ""] + _table(
-        ["task", "metric", "law", "held-out N", "measured", "predicted", "95% prediction interval", "error",
-         "inside?"], rows)
-
-
 def _chinchilla_section(fits) -> list[str]:
     sub = fits[fits["law"] == "chinchilla"]
     if sub.empty:
@@ -144,6 +148,10 @@ def _chinchilla_section(fits) -> list[str]:
     out = ["## Compute-optimal frontier", ""]
     for (task, metric), g in sub.groupby(["task", "metric"]):
         est = dict(zip(g["param"], g["estimate"]))
+        if not bool(g["reliable"].all()):
+            out.append(f"- {task}/{metric}: none. The L(N, D) fit is unreliable ({g['note'].iloc[0]}), so no "
+                       "frontier is derived from it.")
+            continue
         out.append(f"- {task}/{metric}: N_opt ∝ C^{est['N_opt_exponent']:.3f}, D_opt ∝ C^{est['D_opt_exponent']:.3f} "
                    f"(Chinchilla's published fit gives 0.45 / 0.55); `harness compute --params N --run DIR` "
                    "evaluates it at a budget.")

@@ -1,11 +1,13 @@
 """Which laws each task of a run gets, and what fitting them found.
 
   rolling perplexity (a task with bits_per_byte or nll_per_token): a power law in non-embedding
-      parameters per metric, with a back-test, and Chinchilla L(N, D) on the loss over every revision;
-  few-shot (acc, exact_match): a power law (with back-test) per continuous twin (target_loglik,
-      brier, edit_distance), a sigmoid (with back-test) per discrete metric, then its emergence score
-      and mirage verdict against the twins measured on the same models.
-A fit that cannot be done becomes a one-line skip reason instead of an error.
+      parameters per metric, and Chinchilla L(N, D) on the loss over every revision;
+  few-shot (acc, acc_norm, exact_match): a power law per continuous twin (target_loglik, brier,
+      edit_distance); per discrete metric its signal and noise (analysis/signal.py) and, unless
+      that says "no signal", a sigmoid, its emergence score and the mirage verdict against the
+      twins measured on the same models.
+Back-tests and predictions are analysis/predict/'s, over the same scores. A fit that cannot be done
+becomes a one-line skip reason instead of an error.
 """
 from __future__ import annotations
 
@@ -15,15 +17,16 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis import laws
-from harness.analysis.backtest import Backtest, backtest
 from harness.analysis.bootstrap import percentile_interval
+from harness.analysis.chance import chance_level
 from harness.analysis.emergence import (LOWER_IS_BETTER, MirageVerdict, emergence_statistic, emergence_statistics,
                                         mirage_verdict, oriented)
 from harness.analysis.laws import FitOutcome
 from harness.analysis.series import Series, build_series
+from harness.analysis.signal import NO_SIGNAL, SignalNoise, signal_noise
 
 ROLLING = ("bits_per_byte", "nll_per_token")
-DISCRETE = ("acc", "exact_match")
+DISCRETE = ("acc", "acc_norm", "exact_match")
 TWINS = ("target_loglik", "brier", "edit_distance")
 MIN_SIZES_EMERGENCE = 3  # with two sizes the emergence score is always +-1: no information
 
@@ -47,14 +50,17 @@ class RunTables:
     def metrics_of(self, task: str) -> set[str]:
         return set(self.scores.loc[self.scores["task"] == task, "metric"])
 
+    def chance(self, task: str, metric: str) -> float | None:
+        return chance_level(task, metric, self.samples)
+
 
 @dataclass
 class Findings:
-    """What the analysis of one run found so far: fits, verdicts, back-tests, emergence rows, skip reasons."""
+    """What the analysis of one run found so far: fits, verdicts, signal and noise, emergence rows, skips."""
 
     outcomes: list[FitOutcome] = field(default_factory=list)
     verdicts: list[MirageVerdict] = field(default_factory=list)
-    backtests: list[Backtest] = field(default_factory=list)
+    signals: list[SignalNoise] = field(default_factory=list)
     emergence_rows: list[dict] = field(default_factory=list)  # rows of fits.parquet with law "emergence"
     skipped: list[str] = field(default_factory=list)  # one line per fit not done, with the reason
 
@@ -84,7 +90,10 @@ def analyze_task(run: RunTables, settings: Settings, found: Findings, task: str)
 
 def analyze_rolling(run: RunTables, settings: Settings, found: Findings, task: str, metrics: list[str]) -> None:
     for metric in metrics:
-        fit_with_backtest(settings, found, "power_law", load_series(run, settings, found, task, metric))
+        s = load_series(run, settings, found, task, metric)
+        if s is not None:
+            found.signals.append(signal_noise(run.scores, task, metric, s.filter, None))
+        fit_law(settings, found, "power_law", s)
     fit_chinchilla(run, settings, found, task, metrics)
 
 
@@ -102,7 +111,14 @@ def analyze_fewshot(run: RunTables, settings: Settings, found: Findings, task: s
     twin_series = fit_twins(run, settings, found, task, twins)
     for metric in discrete:
         s = load_series(run, settings, found, task, metric)
-        fit_with_backtest(settings, found, "sigmoid", s)
+        if s is None:
+            continue
+        signal = signal_noise(run.scores, task, metric, s.filter, run.chance(task, metric))
+        found.signals.append(signal)
+        if signal.verdict == NO_SIGNAL:
+            found.skip(f"{task}/{metric}: {signal.reason}; so no sigmoid, no N*, no emergence verdict")
+            continue
+        fit_law(settings, found, "sigmoid", s)
         check_emergence(settings, found, s, twin_series)
 
 
@@ -112,7 +128,7 @@ def fit_twins(run: RunTables, settings: Settings, found: Findings, task: str, tw
     for metric in twins:
         s = load_series(run, settings, found, task, metric)
         if s is not None:
-            fit_with_backtest(settings, found, "power_law", s)  # an all-NaN twin is skipped here with its reason
+            fit_law(settings, found, "power_law", s)  # an all-NaN twin is skipped here with its reason
             if s.y.size:
                 twin_series[metric] = s
     return twin_series
@@ -128,14 +144,13 @@ def load_series(run: RunTables, settings: Settings, found: Findings, task: str, 
     return s
 
 
-def fit_with_backtest(settings: Settings, found: Findings, law: str, s: Series) -> FitOutcome | None:
-    """Fit `law` ("power_law" or "sigmoid") to s and, when that works, back-test it."""
+def fit_law(settings: Settings, found: Findings, law: str, s: Series | None) -> FitOutcome | None:
+    """Fit `law` ("power_law" or "sigmoid") to s; a fit that cannot be made becomes a skip line."""
+    if s is None:
+        return None
     outcome = found.attempt(getattr(laws, law), s, settings.level, settings.n_boot, settings.seed)
     if outcome is not None:
         found.outcomes.append(outcome)
-        bt = found.attempt(backtest, s, law, settings.level)
-        if bt is not None:
-            found.backtests.append(bt)
     return outcome
 
 

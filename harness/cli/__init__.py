@@ -1,4 +1,4 @@
-"""`harness run | plan | ls | analyze | compute | submit | zoo`: one module per verb, mapped here.
+"""`harness run | plan | ls | analyze | import | compute | submit | zoo`: one module per verb, mapped here.
 
 Bad input never becomes a traceback: a `UserError` prints one line and exits 2.
 """
@@ -8,12 +8,12 @@ from __future__ import annotations
 import os
 import sys
 
-from harness.cli import analyze, compute, ls, plan, run, submit, zoo
+from harness.cli import analyze, compute, import_, ls, plan, run, submit, zoo
 from harness.cli.common import Parser, add_sweep_arguments, sweep_from_args  # noqa: F401 (the verbs' shared API)
 from harness.errors import UserError
 
 # Each verb's module exposes register(subparsers); the order is the order of `harness --help`.
-VERBS = (run, plan, ls, analyze, compute, submit, zoo)
+VERBS = (run, plan, ls, analyze, import_, compute, submit, zoo)
 
 
 def build_parser() -> Parser:

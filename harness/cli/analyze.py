@@ -11,6 +11,9 @@ def register(subparsers) -> None:
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples for intervals (default 200)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--predict", action="append", default=[], metavar="N[:D]",
+                   help="also predict every task at N non-embedding parameters (and D training tokens), e.g. "
+                        "30e9 or 30e9:600e9; repeatable; writes predictions.parquet")
     p.set_defaults(func=_analyze)
 
 
@@ -18,10 +21,23 @@ def _analyze(args: argparse.Namespace) -> int:
     from harness.analysis.analyze import analyze_run
     from harness.errors import UserError
 
+    from harness.analysis.predict.run import parse_target
+
     if args.n_boot < 0:
         raise UserError(f"--n-boot must be >= 0, got {args.n_boot}")
-    summary = analyze_run(args.run_dir, n_boot=args.n_boot, seed=args.seed)
+    try:
+        targets = tuple(parse_target(t) for t in args.predict)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    summary = analyze_run(args.run_dir, n_boot=args.n_boot, seed=args.seed, targets=targets)
     print(f"wrote {summary.fits_path}, {summary.report_path} and {len(summary.plots)} plots")
+    chosen = summary.backtests[summary.backtests["chosen"]] if len(summary.backtests) else summary.backtests
+    if len(chosen):
+        inside = ((chosen["pi_low"] <= chosen["measured"]) & (chosen["measured"] <= chosen["pi_high"])).sum()
+        print(f"back-test of the largest size ({len(chosen)} metrics, chosen methods): {int(inside)} inside their "
+              f"90% intervals; see backtest.parquet and the report")
+    if len(summary.predictions):
+        print(f"wrote {args.run_dir / 'predictions.parquet'} ({len(summary.predictions)} predictions)")
     for reason in summary.skipped:
         print(f"skipped: {reason}")
     return 0

@@ -6,7 +6,10 @@ by minimising the Huber loss (delta 1e-3) of the log residuals with L-BFGS from 
 keeping the best. Epoch AI's replication (Besiroglu et al. 2024) pinned the grid down:
 alpha, beta in {0, 0.5, ..., 2}, e in {-1, -0.5, ..., 1}, a, b in {0, 5, ..., 25} (4,500 starts).
 We run all starts at once through a batched L-BFGS with the analytic gradient below, then polish
-the best few with scipy's L-BFGS-B (also on the analytic gradient).
+the best few with scipy's L-BFGS-B (also on the analytic gradient). As in OLMo-core's fit
+(olmo_core/model_ladder/scaling_laws.py, bounds (0, min L) on E), E may not exceed the smallest
+measured loss: every point of the law lies above E, so an E above a measured loss says that loss
+cannot happen. The unconstrained optimum is kept whenever it respects that bound (almost always).
 """
 from __future__ import annotations
 
@@ -18,6 +21,12 @@ import numpy as np
 from harness.analysis.fit._lbfgs import minimize_batch
 
 HUBER_DELTA = 1e-3
+E_COLLAPSED = 1e-6  # E below this fraction of the smallest loss has collapsed onto its bound 0
+# Published exponents: Kaplan et al. 2020 0.076 (N) and 0.095 (D), Hoffmann et al. 2022 0.34 / 0.28,
+# Besiroglu et al. 2024 0.35 / 0.37. Below 0.05 a term hardly changes across the ladder and trades
+# places with E; above 1 it has all but vanished beyond the smallest sizes. Either way the exponent
+# is not measured by the points, so it is flagged (not refused).
+SANE_EXPONENTS = (0.05, 1.0)
 # (a, b, e, alpha, beta) order everywhere below.
 
 
@@ -79,6 +88,24 @@ class ChinchillaFit:
     n_points: int
     n_starts: int
     theta: tuple[float, ...] = field(repr=False, default=())  # (a, b, e, alpha, beta) for warm starts
+    loss_min: float = float("nan")  # the smallest measured loss: E's upper bound
+
+    @property
+    def at_bounds(self) -> tuple[str, ...]:
+        """("E",) when E collapsed to 0 (below E_COLLAPSED x the smallest loss) or sits on its upper
+        bound, the smallest loss; () otherwise.
+
+        >>> ChinchillaFit({"A": 1.0, "B": 1.0, "E": 1e-30, "alpha": 0.3, "beta": 0.3}, 0.0, 9, 1, loss_min=2.0).at_bounds
+        ('E',)
+        """
+        e, cap = self.params["E"], self.loss_min
+        return ("E",) if e < E_COLLAPSED * cap or abs(e - cap) <= 1e-9 * cap else ()
+
+    @property
+    def implausible(self) -> tuple[str, ...]:
+        """The exponents (alpha, beta) outside SANE_EXPONENTS."""
+        lo, hi = SANE_EXPONENTS
+        return tuple(k for k in ("alpha", "beta") if not lo <= self.params[k] <= hi)
 
     def predict(self, n, d) -> np.ndarray:
         p = self.params
@@ -99,7 +126,7 @@ def chinchilla_frontier(params: dict[str, float], flops) -> tuple[np.ndarray, np
 
 
 def fit_chinchilla(n, d, loss, *, starts: np.ndarray | None = None, polish: int = 5,
-                   refine: bool = False) -> ChinchillaFit:
+                   refine: bool = False, cap_e: bool = True) -> ChinchillaFit:
     """Approach 3 fit of L(N, D).
 
     Args:
@@ -109,6 +136,8 @@ def fit_chinchilla(n, d, loss, *, starts: np.ndarray | None = None, polish: int 
         refine: continue the best with tight tolerances. Off by default, which reproduces the
             published (scipy-stopping-rule) numbers; on for small ladders, where the objective is
             so small that scipy's rule (decrease below 2.2e-9 * max(|f|, 1)) stops early.
+        cap_e: hold E at or below the smallest loss (module docstring); when the unconstrained
+            optimum breaks it, the fit is redone with that bound and E ends on it.
     Raises:
         ValueError: on non-positive or non-finite inputs.
     """
@@ -125,11 +154,27 @@ def fit_chinchilla(n, d, loss, *, starts: np.ndarray | None = None, polish: int 
         tight = minimize_batch(batch, np.asarray(best[0])[None, :], ftol=1e-15, gtol=1e-10, max_iter=2000)
         if np.isfinite(tight.fun[0]) and tight.fun[0] <= best[1]:
             best = (tight.x[0], float(tight.fun[0]))
+    if cap_e and best[0][2] > log_l.min():
+        best = _capped_polish(best[0], batch, float(log_l.min()))
     a, b, e, alpha, beta = best[0]
     params = {"A": float(np.exp(a)), "B": float(np.exp(b)), "E": float(np.exp(e)),
               "alpha": float(alpha), "beta": float(beta)}
     return ChinchillaFit(params=params, loss=float(best[1]), n_points=log_n.size,
-                         n_starts=len(starts), theta=tuple(float(v) for v in best[0]))
+                         n_starts=len(starts), theta=tuple(float(v) for v in best[0]),
+                         loss_min=float(np.exp(log_l.min())))
+
+
+def _capped_polish(theta: np.ndarray, batch, e_max: float) -> tuple[np.ndarray, float]:
+    """L-BFGS-B from theta with e = log E moved onto, and held at or below, e_max; tight tolerances
+    because the objective of a small ladder is tiny (see `refine`)."""
+    from scipy.optimize import minimize
+
+    start = np.array(theta, dtype=float)
+    start[2] = e_max
+    bounds = [(None, None), (None, None), (None, e_max), (None, None), (None, None)]
+    r = minimize(lambda t: tuple(v[0] for v in batch(t[None, :])), start, jac=True, method="L-BFGS-B",
+                 bounds=bounds, options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 15000})
+    return np.minimum(r.x, [np.inf, np.inf, e_max, np.inf, np.inf]), float(r.fun)
 
 
 def fit_chinchilla_batch(n, d, losses, theta0) -> dict[str, np.ndarray]:

@@ -15,6 +15,10 @@ from harness.analysis.fit._common import Goodness, check_xy, goodness
 
 K_BOUNDS = (0.05, 50.0)  # steepness per decade of n; 50 is already a step between adjacent sizes
 X0_MARGIN = 2.0  # decades searched beyond the measured range
+# How close to a bound counts as "on" it: least_squares stops on a bound exactly or within ~1e-9, and
+# 1e-3 (relative for k, decades for x0, accuracy units for the levels) is far below anything the
+# data could resolve, so a parameter this close is set by the bound, not by the points.
+BOUND_TOL = 1e-3
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,7 @@ class SigmoidFit:
     params: dict[str, float]  # x0, k, floor, ceiling
     gof: Goodness
     n_range: tuple[float, float]
+    at_bounds: tuple[str, ...] = ()  # fitted parameters that ended on a bound (`on_bounds`)
 
     @property
     def threshold(self) -> float:
@@ -61,8 +66,27 @@ def fit_sigmoid(n, y, *, floor: float | None = None, ceiling: float | None = Non
     params = _polish(u, y, guess, fixed, free, bounds, (x0_lo, x0_hi))
     n_fitted = 2 + len(free)
     n_range = (float(n.min()), float(n.max()))
-    fit = SigmoidFit(params=params, gof=goodness(y, _curve(u, **params), n_fitted), n_range=n_range)
-    return fit
+    return SigmoidFit(params=params, gof=goodness(y, _curve(u, **params), n_fitted), n_range=n_range,
+                      at_bounds=on_bounds(params, (x0_lo, x0_hi), bounds, free))
+
+
+def on_bounds(params: dict[str, float], x0_range: tuple[float, float], level_bounds: tuple[float, float],
+              free_levels=("floor", "ceiling")) -> tuple[str, ...]:
+    """Names of the parameters within BOUND_TOL of a bound: k of K_BOUNDS, x0 of its search range,
+    and floor or ceiling of `level_bounds` when they were fitted (a fixed level is not a finding).
+
+    >>> on_bounds({"x0": 9.0, "k": 50.0, "floor": 0.25, "ceiling": 1.0}, (5.0, 12.0), (0.0, 1.0), ["floor"])
+    ('k',)
+    >>> on_bounds({"x0": 12.0, "k": 3.0, "floor": 0.0, "ceiling": 0.9}, (5.0, 12.0), (0.0, 1.0))
+    ('x0', 'floor')
+    """
+    k_lo, k_hi = K_BOUNDS
+    near = {"x0": min(abs(params["x0"] - x0_range[0]), abs(params["x0"] - x0_range[1])) <= BOUND_TOL,
+            "k": params["k"] <= k_lo * (1 + BOUND_TOL) or params["k"] >= k_hi * (1 - BOUND_TOL)}
+    for level in ("floor", "ceiling"):
+        if level in free_levels:
+            near[level] = min(abs(params[level] - level_bounds[0]), abs(params[level] - level_bounds[1])) <= BOUND_TOL
+    return tuple(name for name in ("x0", "k", "floor", "ceiling") if near.get(name, False))
 
 
 def _grid_start(u, y, floor, ceiling, bounds, x0_range) -> dict[str, float]:

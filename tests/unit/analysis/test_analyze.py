@@ -84,12 +84,16 @@ def test_writes_fits_bands_plots_and_report(analyzed):
     fits = pd.read_parquet(run / "fits.parquet")
     for col in ("task", "metric", "law", "param", "estimate", "ci_low", "ci_high", "r2", "rmse", "dof"):
         assert col in fits.columns
-    assert {"power_law", "sigmoid", "chinchilla", "power_law:backtest"} <= set(fits["law"])
+    assert {"power_law", "sigmoid", "chinchilla"} <= set(fits["law"])
+    backtest = pd.read_parquet(run / "backtest.parquet")
+    assert {"held_out_model", "pi_low", "pi_high", "chosen", "abs_error"} <= set(backtest.columns)
     assert len(summary.plots) >= 4 and all(p.stat().st_size > 10_000 for p in summary.plots)
     assert (run / "plots" / "tokens_wiki_nll_per_token.png").is_file()
     text = (run / "report.md").read_text()
-    for needle in ("## Fits", "## Emergence", "## Back-test", "## Compute-optimal frontier", "plots/"):
+    for needle in ("## Answers", "## Fits", "## Emergence", "## Back-test", "## Signal and noise",
+                   "## Compute-optimal frontier", "plots/"):
         assert needle in text
+    assert text.index("## Answers") < text.index("## Back-test") < text.index("## Fits")
 
 
 def test_power_law_recovers_exponent_with_interval(analyzed):
@@ -128,10 +132,18 @@ def test_filtered_metric_has_document_bootstrap_intervals(analyzed):
 
 
 def test_backtest_reports_error_and_interval(analyzed):
-    _, summary = analyzed
-    bt = next(b for b in summary.backtests if b.task == "wiki" and b.metric == "nll_per_token")
-    assert bt.held_out_n == SIZES.max()
-    assert abs(bt.rel_error) < 0.05 and np.isfinite(bt.pi_low) and bt.pi_low < bt.predicted < bt.pi_high
+    run, summary = analyzed
+    bt = summary.backtests
+    row = bt[(bt.task == "wiki") & (bt.metric == "nll_per_token") & bt.chosen].iloc[0]
+    assert row.n_params == SIZES.max() and row.held_out_model == "m5" and row.held_out_revision == "step30"
+    assert abs(row.error) / row.measured < 0.05 and row.pi_low < row.predicted < row.pi_high
+    assert row.pi_low <= row.measured <= row.pi_high and row.pi_level == 0.9
+    # One chosen method per (task, metric), every method's prediction kept.
+    assert (bt.groupby(["task", "metric"])["chosen"].sum() == 1).all()
+    # arith has a task loss (target_loglik), so the two-step method applies; mc has none.
+    assert set(bt.loc[(bt.task == "arith") & (bt.metric == "exact_match"), "method"]) >= {"sigmoid", "two_step"}
+    assert "two_step" not in set(bt.loc[(bt.task == "mc") & (bt.metric == "acc"), "method"])
+    assert pd.read_parquet(run / "backtest.parquet").shape == bt.shape
 
 
 def test_two_sizes_are_skipped_with_a_reason_but_written(tmp_path):
@@ -159,9 +171,9 @@ def test_run_without_samples_falls_back_to_model_bootstrap(tmp_path):
     fits = pd.read_parquet(analyze_run(run, n_boot=40).fits_path)
     alpha = fits[(fits.metric == "brier") & (fits.law == "power_law") & (fits.param == "alpha")].iloc[0]
     assert alpha.ci_method.startswith("model bootstrap") and alpha.ci_low <= alpha.estimate <= alpha.ci_high
-    # Back-tests need per-document resamples for their interval: reported without one.
-    bt = fits[(fits.law == "power_law:backtest") & (fits.param == "predicted")]
-    assert len(bt) and bt["ci_low"].isna().all()
+    # Back-test intervals come from forward-chaining errors, not from documents: they exist here too.
+    bt = pd.read_parquet(run / "backtest.parquet")
+    assert len(bt) and bt.loc[bt.chosen, "pi_low"].notna().all()
 
 
 def test_too_few_points_for_any_bootstrap_gives_no_interval(tmp_path):

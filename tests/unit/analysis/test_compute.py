@@ -82,3 +82,31 @@ def test_run_without_fit_is_a_user_error(tmp_path):
                    "ci_low": 8.0, "ci_high": 10.0}]).to_parquet(tmp_path / "fits.parquet")
     with pytest.raises(UserError, match="no Chinchilla"):
         compute.run_fit_params(tmp_path)
+
+
+def _fit_rows(note: str, reliable=None) -> pd.DataFrame:
+    params = {"A": 500.0, "B": 2000.0, "E": 1e-30, "alpha": 0.05, "beta": 0.9}
+    rows = [{"task": "wiki", "metric": "nll_per_token", "law": "chinchilla", "param": k, "estimate": v,
+             "ci_low": v, "ci_high": v, "note": note} for k, v in params.items()]
+    frame = pd.DataFrame(rows)
+    return frame if reliable is None else frame.assign(reliable=reliable)
+
+
+def test_an_unreliable_run_fit_gives_no_frontier(tmp_path):
+    note = "unreliable: no compute-optimal frontier; 20 (N, D) points; every size's token counts are checkpoints"
+    _fit_rows(note).to_parquet(tmp_path / "fits.parquet")
+    with pytest.raises(UserError, match="unreliable, so it gives no compute-optimal frontier"):
+        compute.run_fit_params(tmp_path)
+    params, source = compute.run_fit_params(tmp_path, allow_unreliable=True)
+    assert params["beta"] == 0.9 and "UNRELIABLE: unreliable: no compute-optimal frontier" in source
+
+
+def test_the_reliable_column_decides_where_the_table_has_one(tmp_path):
+    _fit_rows("20 (N, D) points", reliable=False).to_parquet(tmp_path / "fits.parquet")
+    with pytest.raises(UserError, match="unreliable"):
+        compute.run_fit_params(tmp_path)
+    _fit_rows("20 (N, D) points", reliable=True).to_parquet(tmp_path / "fits.parquet")
+    assert compute.run_fit_params(tmp_path)[0]["beta"] == 0.9
+    # A fits.parquet from before these checks (no column, plain note) still works.
+    _fit_rows("20 (N, D) points").to_parquet(tmp_path / "fits.parquet")
+    assert compute.unreliable_reason(pd.read_parquet(tmp_path / "fits.parquet")) is None

@@ -5,9 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.analysis.fit import fit_chinchilla, fit_power_law, fit_power_law_batch, fit_sigmoid
+from harness.analysis.fit import ChinchillaFit, fit_chinchilla, fit_power_law, fit_power_law_batch, fit_sigmoid
 from harness.analysis.fit._lbfgs import minimize_batch
 from harness.analysis.fit.chinchilla import huber_objective, paper_grid
+from harness.analysis.fit.sigmoid import K_BOUNDS, X0_MARGIN
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "chinchilla_points.csv"
 
@@ -136,3 +137,57 @@ def test_chinchilla_approach3_reproduces_epoch_on_the_240_points():
     for k, v in published.items():
         assert fit.params[k] == pytest.approx(v, rel=0.01), (k, fit.params[k])
     assert fit.n_starts == 4500 and fit.n_points == 240
+
+
+def test_sigmoid_marks_parameters_on_their_bounds():
+    n = np.geomspace(1e7, 1e10, 7)
+    step = fit_sigmoid(n, [0.25, 0.25, 0.25, 0.25, 0.8, 0.8, 0.8])  # flat, one jump, flat
+    assert step.params["k"] == pytest.approx(K_BOUNDS[1]) and step.at_bounds == ("k",)
+    # A slow linear rise under a ceiling fixed at 1: the midpoint runs to the edge of the search.
+    slow = fit_sigmoid(n, 0.3 + 0.001 * np.arange(7), ceiling=1.0)
+    assert slow.params["x0"] == pytest.approx(np.log10(n.max()) + X0_MARGIN) and slow.at_bounds == ("x0",)
+    # A fixed level is not a finding: the ceiling held at 1 is never reported on its bound.
+    assert "ceiling" not in slow.at_bounds
+
+
+def test_sigmoid_inside_its_bounds_marks_nothing():
+    n = np.geomspace(1e7, 1e11, 13)
+    y = 0.25 + 0.65 / (1 + np.exp(-3.0 * (np.log10(n) - 9.2)))
+    assert fit_sigmoid(n, y).at_bounds == ()
+
+
+def _chinchilla_grid():
+    n = np.repeat(np.geomspace(5e7, 5e9, 6), 5)
+    d = np.tile(np.geomspace(1e9, 3e11, 5), 6)
+    noise = np.exp(np.random.default_rng(6).normal(0, 0.003, n.size))
+    return n, d, (1.8 + 400.0 / n**0.34 + 1800.0 / d**0.36) * noise
+
+
+def test_chinchilla_e_collapsing_to_zero_is_on_its_bound():
+    n, d, _ = _chinchilla_grid()
+    fit = fit_chinchilla(n, d, 400.0 / n**0.34 + 1800.0 / d**0.36, starts=paper_grid()[::9], refine=True)
+    assert fit.params["E"] < 1e-6 and fit.at_bounds == ("E",)
+    assert fit.implausible == ()
+
+
+def test_chinchilla_flags_exponents_outside_the_sane_range():
+    fit = ChinchillaFit({"A": 1.0, "B": 1.0, "E": 1.5, "alpha": 0.01, "beta": 1.7}, 0.0, 9, 1, loss_min=2.0)
+    assert fit.implausible == ("alpha", "beta") and fit.at_bounds == ()
+
+
+def test_chinchilla_e_never_exceeds_the_smallest_loss():
+    n, d, loss = _chinchilla_grid()
+    low = loss.copy()
+    low[np.argmin(loss)] = 1.7  # one point below the true E = 1.8: the robust fit ignores it
+    free = fit_chinchilla(n, d, low, starts=paper_grid()[::27], refine=True, cap_e=False)
+    assert free.params["E"] > 1.7  # the unbounded law says a measured loss cannot happen
+    capped = fit_chinchilla(n, d, low, starts=paper_grid()[::27], refine=True)
+    assert capped.params["E"] == pytest.approx(1.7, rel=1e-12) and capped.at_bounds == ("E",)
+    assert capped.loss_min == 1.7 and capped.loss >= free.loss  # a bound can only cost objective
+
+
+def test_chinchilla_bound_on_e_changes_nothing_when_it_does_not_bind():
+    n, d, loss = _chinchilla_grid()
+    capped = fit_chinchilla(n, d, loss, starts=paper_grid()[::27])
+    free = fit_chinchilla(n, d, loss, starts=paper_grid()[::27], cap_e=False)
+    assert capped.params == free.params and capped.at_bounds == ()
