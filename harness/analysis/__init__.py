@@ -6,11 +6,14 @@ Ray or torch. Entry point: `analyze.analyze_run`.
              per-document bootstrap resamples
   fit/       the curve fits themselves (power law, sigmoid, Chinchilla L(N, D))
   laws       one law fitted to one series, with intervals and a band
-  backtest   fit all sizes but the largest, predict the largest
-  emergence  emergence score and the mirage check
+  predict/   the back-test (fit all sizes but the largest, predict it) and predictions at new sizes:
+             methods, intervals with the law's own error, the chosen method
+  signal     signal and noise per task; "no signal" stops the sigmoid and the emergence verdict
+  chance     the accuracy of guessing, per task
+  emergence  emergence score (noise-floored), "step" and the mirage check
   task_fits  which laws each task gets, and what they found
   tables     fits.parquet and bands.parquet
-  plot, report   plots/*.png and report.md
+  plot, answers, report   plots/*.png and report.md (answers first)
   bootstrap  the resampling: over documents (paired across models) or over models
   compute    C = 6 N D and the compute-optimal frontier (`harness compute`)
 """

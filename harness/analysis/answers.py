@@ -11,6 +11,8 @@ import pandas as pd
 
 from harness.analysis.signal import NO_SIGNAL
 
+SMOOTH_R2 = 0.9  # below it a fitted curve leaves too much unexplained to call the scaling smooth
+
 
 def num(v) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
@@ -44,8 +46,15 @@ def task_verdict(task: str, metric: str, signals, verdicts, fits: pd.DataFrame) 
             where = f" at N* = {num(r.estimate)} {_interval(r.ci_low, r.ci_high)}"
         return f"**emerges**{where}: {v.verdict}"
     r2 = fits[(fits["task"] == task) & (fits["metric"] == metric) & (fits["param"].isin(["E", "x0"]))]
-    fit = f" ({r2.iloc[0].law}, R² {num(r2.iloc[0].r2)})" if len(r2) else ""
-    return f"**scales smoothly**{fit}"
+    if len(r2) and "a step, not a sigmoid" in (r2.iloc[0].note or ""):
+        said = f"; {v.verdict}" if v is not None else ""
+        return f"**a step, not a smooth curve** (the sigmoid's {r2.iloc[0].note}){said}"
+    if not len(r2):
+        return "**scales** (no curve fitted; see the back-test)"
+    fit = r2.iloc[0]
+    if not fit.r2 >= SMOOTH_R2:
+        return f"**no clear trend**: the {fit.law} fit explains little (R² {num(fit.r2)})"
+    return f"**scales smoothly** ({fit.law}, R² {num(fit.r2)})"
 
 
 def headline_metrics(backtests: pd.DataFrame, signals) -> list[tuple[str, str]]:

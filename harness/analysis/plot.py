@@ -131,7 +131,9 @@ def _chinchilla_plot(plt, path: Path, o) -> Path:
     n, d, y = s.n[known], s.d[known], s.y[known]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
     _loss_against_tokens(left, s, p, n, d, y)
-    _iso_loss_contours(right, s, p, n, d)
+    _iso_loss_contours(right, s, p, n, d, frontier=o.reliable)
+    if not o.reliable:
+        fig.suptitle("UNRELIABLE L(N, D) fit: no compute-optimal frontier (see the report)", fontsize=10, color="C3")
     return _save(plt, fig, path)
 
 
@@ -152,18 +154,20 @@ def _loss_against_tokens(ax, s, p, n, d, y) -> None:
     ax.legend(ncol=2)
 
 
-def _iso_loss_contours(ax, s, p, n, d) -> None:
-    """Contours of the fitted L(N, D), the measured (N, D) points and the compute-optimal frontier."""
+def _iso_loss_contours(ax, s, p, n, d, frontier: bool = True) -> None:
+    """Contours of the fitted L(N, D), the measured (N, D) points and, for a reliable fit, the
+    compute-optimal frontier."""
     n_grid = np.geomspace(n.min() / 4, n.max() * 4, 120)
     dd_grid = np.geomspace(d.min() / 4, d.max() * 4, 120)
     nn, dd = np.meshgrid(n_grid, dd_grid)
     cs = ax.contour(nn, dd, _chinchilla_loss(p, nn, dd), levels=10, cmap="viridis")
     ax.clabel(cs, fmt="%.2f", fontsize=8)
     ax.plot(n, d, "ko", ms=4, label="measured (N, D)")
-    flops = np.geomspace(6 * n_grid.min() * dd_grid.min(), 6 * n_grid.max() * dd_grid.max(), 50)
-    n_opt = (p["alpha"] * p["A"] / (p["beta"] * p["B"])) ** (1 / (p["alpha"] + p["beta"])) * (flops / 6) ** (
-        p["beta"] / (p["alpha"] + p["beta"]))
-    ax.plot(n_opt, flops / (6 * n_opt), "r-", lw=2, label="compute-optimal frontier")
+    if frontier:
+        flops = np.geomspace(6 * n_grid.min() * dd_grid.min(), 6 * n_grid.max() * dd_grid.max(), 50)
+        n_opt = (p["alpha"] * p["A"] / (p["beta"] * p["B"])) ** (1 / (p["alpha"] + p["beta"])) * (flops / 6) ** (
+            p["beta"] / (p["alpha"] + p["beta"]))
+        ax.plot(n_opt, flops / (6 * n_opt), "r-", lw=2, label="compute-optimal frontier")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(n_grid.min(), n_grid.max())

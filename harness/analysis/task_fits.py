@@ -119,7 +119,7 @@ def analyze_fewshot(run: RunTables, settings: Settings, found: Findings, task: s
             found.skip(f"{task}/{metric}: {signal.reason}; so no sigmoid, no N*, no emergence verdict")
             continue
         fit_law(settings, found, "sigmoid", s)
-        check_emergence(settings, found, s, twin_series)
+        check_emergence(run, settings, found, s, twin_series)
 
 
 def fit_twins(run: RunTables, settings: Settings, found: Findings, task: str, twins: list[str]) -> dict[str, Series]:
@@ -154,16 +154,31 @@ def fit_law(settings: Settings, found: Findings, law: str, s: Series | None) -> 
     return outcome
 
 
-def check_emergence(settings: Settings, found: Findings, s: Series, twin_series: dict[str, Series]) -> None:
+def check_emergence(run: RunTables, settings: Settings, found: Findings, s: Series,
+                    twin_series: dict[str, Series]) -> None:
     """Emergence score and mirage verdict of a discrete metric's curve against its comparable twins."""
     if s.n_sizes < MIN_SIZES_EMERGENCE:
         found.skip(f"{s.task}/{s.metric}: {s.n_sizes} distinct size(s), needs >= {MIN_SIZES_EMERGENCE} for the "
                    "emergence score and mirage check")
         return
     same = comparable_twins(s, twin_series)
-    verdict = mirage_verdict(s.task, s.n, s.metric, s.y, {m: t.y for m, t in same.items()})
+    noise = {x.metric: doc_noise(run, x) for x in (s, *same.values())}
+    verdict = mirage_verdict(s.task, s.n, s.metric, s.y, {m: t.y for m, t in same.items()},
+                             noise=noise[s.metric], twin_noise={m: noise[m] for m in same})
     found.verdicts.append(verdict)
-    found.emergence_rows += [emergence_row(x, verdict, settings.level) for x in (s, *same.values())]
+    found.emergence_rows += [emergence_row(x, verdict, settings.level, noise[x.metric]) for x in (s, *same.values())]
+
+
+def doc_noise(run: RunTables, s: Series) -> float | None:
+    """The median documents' standard error of the series' points (scores.parquet `stderr`), None when
+    absent: the emergence score's noise floor (emergence.noise_floor)."""
+    rows = run.scores[(run.scores["task"] == s.task) & (run.scores["metric"] == s.metric)
+                      & (run.scores["filter"] == s.filter)]
+    keys = set(zip(s.models, s.revisions))
+    picked = rows[[k in keys for k in zip(rows["model"], rows["revision"])]]
+    se = pd.to_numeric(picked["stderr"], errors="coerce").to_numpy(float) if "stderr" in picked else np.array([])
+    se = se[np.isfinite(se) & (se > 0)]
+    return float(np.median(se)) if se.size else None
 
 
 def comparable_twins(s: Series, twin_series: dict[str, Series]) -> dict[str, Series]:
@@ -171,16 +186,16 @@ def comparable_twins(s: Series, twin_series: dict[str, Series]) -> dict[str, Ser
     return {m: t for m, t in twin_series.items() if t.models == s.models and t.revisions == s.revisions}
 
 
-def emergence_row(s: Series, verdict: MirageVerdict, level: float) -> dict:
+def emergence_row(s: Series, verdict: MirageVerdict, level: float, noise: float | None = None) -> dict:
     """The fits.parquet row of one curve's emergence score, with its interval over the same resamples."""
     lo = hi = np.nan
     ok = 0
     if s.boot is not None:
-        draws = emergence_statistics(s.n, oriented(s.metric, s.boot))
+        draws = emergence_statistics(s.n, oriented(s.metric, s.boot), noise)
         lo, hi = percentile_interval(draws, level)
         ok = int(np.isfinite(draws).sum())
     return {"task": s.task, "metric": s.metric, "filter": s.filter, "law": "emergence", "param": "score",
-            "estimate": emergence_statistic(s.n, oriented(s.metric, s.y)), "ci_low": lo, "ci_high": hi,
+            "estimate": emergence_statistic(s.n, oriented(s.metric, s.y), noise), "ci_low": lo, "ci_high": hi,
             "ci_level": level, "ci_method": s.ci_method, "n_boot_ok": ok, "n_sizes": s.n_sizes,
             "transform": "negate" if s.metric in LOWER_IS_BETTER else "identity",
             "note": verdict.verdict if s.metric == verdict.discrete_metric else f"twin of {verdict.discrete_metric}",

@@ -93,7 +93,8 @@ def _grid_start(u, y, floor, ceiling, bounds, x0_range) -> dict[str, float]:
     x0s = np.linspace(*x0_range, 121)
     ks = np.geomspace(0.2, K_BOUNDS[1], 24)
     X0, K = np.meshgrid(x0s, ks, indexing="ij")
-    s = 1.0 / (1.0 + np.exp(-K.ravel()[:, None] * (u[None, :] - X0.ravel()[:, None])))  # (G, P)
+    with np.errstate(over="ignore"):  # exp overflows to inf for steep k far from x0: s is then 0, as it should be
+        s = 1.0 / (1.0 + np.exp(-K.ravel()[:, None] * (u[None, :] - X0.ravel()[:, None])))  # (G, P)
     rss, lo, hi = _levels(s, y, floor, ceiling, bounds)
     i = int(np.nanargmin(rss))
     return {"x0": float(X0.ravel()[i]), "k": float(K.ravel()[i]), "floor": float(lo[i]), "ceiling": float(hi[i])}

@@ -47,9 +47,11 @@ class Prediction:
 
 
 def _to_metric(ladder: Ladder, z: float) -> float:
+    """Back to the metric's scale, inside its range: accuracy in [0, 1]; every loss here (bits,
+    nats, log perplexity, -log p, Brier, edit distance) is >= 0 on its working scale."""
     if ladder.kind == "accuracy":
         return float(np.clip(z, 0.0, 1.0))
-    return float(from_loss(ladder.metric, z))
+    return float(from_loss(ladder.metric, max(z, 0.0) if np.isfinite(z) else z))
 
 
 def _ordered(ladder: Ladder, low: float, high: float) -> tuple[float, float]:
