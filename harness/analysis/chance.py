@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 CHANCE_METRICS = frozenset({"acc", "acc_norm"})
-CHOICES_COLUMN = "n_choices"  # proposed samples/ column: the number of answers of each document
+CHOICES_COLUMN = "n_choices"  # samples/ column (results.schemas.SAMPLES_FIXED): answers offered per document
 
 # Choices per document in lm-eval 0.4's task YAMLs (lm_eval/tasks/<dir>/<file>: doc_to_choice), and
 # the embedded zoo's multiple-choice task.

@@ -64,14 +64,15 @@ class _OutputType:
     output_type: str | None
 
 
-def _choice_twins(line: Mapping, config: TaskConfig) -> dict[str, float]:
+def _choice_twins(line: Mapping, config: TaskConfig) -> dict[str, float | int]:
     logliks = [as_float(_first(_first(resp))) for resp in line.get("resps") or []]
     if not logliks or any(ll is None for ll in logliks):
         return {}
+    counted = {"n_choices": len(logliks)}  # as a run records it: the analysis's chance level
     gold = _gold_index(line, config, _choices(line.get("arguments"), config.target_delimiter))
     if gold is None or not 0 <= gold < len(logliks):
-        return {}
-    return {"target_loglik": logliks[gold], "brier": brier_score(logliks, gold)}
+        return counted
+    return {**counted, "target_loglik": logliks[gold], "brier": brier_score(logliks, gold)}
 
 
 def _rolling_twins(line: Mapping) -> dict[str, float | int]:

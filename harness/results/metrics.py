@@ -74,6 +74,7 @@ def _continuous(built: BuiltTask, doc: dict, requests: list, rows: dict, target_
     out: dict[str, Any] = {}
     if built.output_type == "multiple_choice":
         logliks = [rows[r.idx]["loglikelihood"] for r in requests]
+        out["n_choices"] = len(logliks)  # the analysis's chance level (analysis/chance.py)
         gold = _gold_index(task, doc)
         if gold is not None and 0 <= gold < len(logliks):
             out["target_loglik"] = logliks[gold]

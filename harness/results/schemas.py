@@ -39,6 +39,7 @@ SAMPLES_FIXED = pa.schema([
     ("n_tokens", pa.int64()),
     ("n_bytes", pa.int64()),
     ("n_words", pa.int64()),
+    ("n_choices", pa.int64()),  # answers offered (multiple choice): 1 / n_choices is guessing's accuracy
 ])
 
 SCORES_SCHEMA = pa.schema([

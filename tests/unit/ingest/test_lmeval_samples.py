@@ -27,7 +27,7 @@ def test_multiple_choice_rows_carry_metrics_gold_loglik_and_brier(tmp_path):
     rows = list(samples.rows)
     assert [r["doc_id"] for r in rows] == [0, 1, 2]
     for row, (gold, logliks) in zip(rows, lmeval04.MC_DOCS):
-        assert row["target_loglik"] == logliks[gold]
+        assert row["target_loglik"] == logliks[gold] and row["n_choices"] == len(logliks)
         assert row["brier"] == brier_score(logliks, gold)
         assert row["acc"] in (0.0, 1.0) and "acc_norm" in row
     twins = {r.metric: r for r in parsed.scores}
@@ -52,7 +52,8 @@ def test_a_gold_given_as_choice_text_or_list_is_found():
     as_list = document_twins(dict(line, target="[1]", doc={}), TaskConfig("multiple_choice", "{{x}}", " "))
     assert as_list["target_loglik"] == -1.0
     # A rendered digit target is an index (as lm-eval reads it); out of range, no twin is made.
-    assert document_twins(dict(line, target="13", doc={}), TaskConfig("multiple_choice", "{{x}}", " ")) == {}
+    out_of_range = document_twins(dict(line, target="13", doc={}), TaskConfig("multiple_choice", "{{x}}", " "))
+    assert out_of_range == {"n_choices": len(line["resps"])}  # the choices still count, for chance
     assert document_twins(dict(line, target="0", doc={}), TaskConfig("multiple_choice", "{{x}}", " "))["brier"] > 0
 
 
