@@ -12,10 +12,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from harness.analysis.predict.intervals import (at_size, fold_errors, interval, point_noise, prediction_noise_var,
+from harness.analysis.predict.intervals import (fold_errors, interval, point_noise, prediction_noise_var,
                                                 working_noise)
 from harness.analysis.predict.methods import METHODS
-from harness.analysis.predict.points import LOSS_SCALE, Ladder, from_loss
+from harness.analysis.predict.points import Ladder, from_loss
 
 PREDICTION_COLUMNS = ("task", "metric", "method", "chosen", "n_params", "tokens", "predicted", "pi_low", "pi_high",
                       "pi_level", "selection_error", "n_folds", "note")
@@ -111,5 +111,4 @@ def predict_targets(ladder: Ladder, targets: list[tuple[float, float]], level: f
     return [p.row() for n, d in targets for p in forecast(ladder, n, d, level)]
 
 
-__all__ = ["BACKTEST_COLUMNS", "LOSS_SCALE", "PREDICTION_COLUMNS", "Prediction", "at_size", "backtest_ladder",
-           "forecast", "predict_targets"]
+__all__ = ["BACKTEST_COLUMNS", "PREDICTION_COLUMNS", "Prediction", "backtest_ladder", "forecast", "predict_targets"]

@@ -74,14 +74,14 @@ class Ladder:
     def below(self, size: float) -> Ladder:
         """The ladder without its sizes >= size (what a fit may see when `size` is held out)."""
         keep = self.n < size
-        pick = (lambda a: None if a is None else a[keep])
         pairs = {}
         if self.pair_n is not None:
             pk = self.pair_n < size
             pairs = {"pair_n": self.pair_n[pk], "pair_loss": self.pair_loss[pk], "pair_y": self.pair_y[pk]}
         return replace(self, models=tuple(np.asarray(self.models, dtype=object)[keep]),
                        revisions=tuple(np.asarray(self.revisions, dtype=object)[keep]), n=self.n[keep],
-                       d=self.d[keep], y=self.y[keep], stderr=self.stderr[keep], loss=pick(self.loss), **pairs)
+                       d=self.d[keep], y=self.y[keep], stderr=self.stderr[keep],
+                       loss=None if self.loss is None else self.loss[keep], **pairs)
 
 
 def _rows(scores: pd.DataFrame, task: str, metric: str) -> tuple[pd.DataFrame, str] | None:
