@@ -69,7 +69,9 @@ def load_samples(run_dir: Path):
     """All per-document rows, or None when the run kept none."""
     import pandas as pd
 
-    files = sorted((run_dir / "samples").glob("**/*.parquet"))
+    from harness.results.store import parquet_files
+
+    files = parquet_files(run_dir / "samples")  # never a `.tmp-*` leftover of a killed writer
     frames = [pd.read_parquet(f) for f in files]
     frames = [f for f in frames if not f.empty]
     if not frames:

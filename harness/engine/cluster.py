@@ -7,6 +7,8 @@ The driver's other Ray calls (actors, waits) stay in `harness.engine.driver`; th
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
 
 from harness.errors import UserError
@@ -18,15 +20,29 @@ ASSUMED_GPU_MEMORY_BYTES = 16 * 10**9
 
 
 def start_ray(address: str | None, workers: int | None) -> None:
-    """Connect to a cluster, or start a local instance with `workers` (default: all) CPUs."""
+    """Connect to a cluster, or start a local instance with `workers` (default: all) CPUs.
+
+    Without an address, `address="local"` starts a new instance even where another one runs on
+    the machine (`ray start --head`, RAY_ADDRESS in the shell, another test suite): a bare
+    `ray.init()` would join that one and then refuse `num_cpus`. The node binds where Ray's
+    defaults say; tests keep it on 127.0.0.1 with RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (README,
+    "Safety"), which `address="local"` honours like any local start.
+    """
     import ray
 
     if ray.is_initialized():
         return
+    ours = signal.getsignal(signal.SIGTERM)
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
-        ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=workers or os.cpu_count() or 1, include_dashboard=False,
+                 log_to_driver=False)
+    # ray.init replaces the SIGTERM handler with one whose C++ half dumps a stack and aborts
+    # (exit 134): a handler the program installed (`harness run` stops on SIGTERM as on Ctrl-C)
+    # goes back. Only the main thread may set handlers, and only a Python handler is ours to restore.
+    if callable(ours) and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, ours)
 
 
 def live_cluster(gpu_memory_bytes: int) -> ClusterResources:

@@ -2,13 +2,20 @@
 
 Exit codes (README, "Running a sweep"): 0 every shard done and analysed; 1 finished with failed
 shards (listed); 2 bad input; 3 scores written but the analysis failed (one line says why; rerun
-`harness analyze RUN_DIR`); 130 interrupted (written shards stay; the same command resumes).
+`harness analyze RUN_DIR`); 4 an unexpected error (disk full, a bug: one line, the traceback in
+RUN_DIR/error.log); 130 interrupted by Ctrl-C, 143 by SIGTERM (written shards stay; the same
+command resumes). `harness run` calls `run_command`: `run_sweep` plus what makes the 4 and the 143
+(and Ctrl-C outside scoring an exit, not a traceback).
 """
 
 from __future__ import annotations
 
+import errno
+import signal
 import sys
+import threading
 import time
+import traceback
 from collections import Counter
 from pathlib import Path
 
@@ -19,12 +26,15 @@ from harness.errors import UserError, first_line
 from harness.plan.preflight import preflight
 from harness.plan.shards import Plan, Shard, build_plan
 from harness.results.finalize import finalize, headline_table
-from harness.results.manifest import ManifestRecorder, check_output_dir, failed_line
-from harness.results.store import written_shards
+from harness.results.manifest import (MANIFEST, ManifestRecorder, check_output_dir, failed_line, read_manifest,
+                                      write_manifest)
+from harness.results.store import remove_stale_temps, write_text_atomic, written_shards
 
 EXIT_FAILED_SHARDS = 1
 EXIT_ANALYSIS_FAILED = 3
+EXIT_INTERNAL_ERROR = 4
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a process SIGTERM ended
 
 
 def run_sweep(sweep: Sweep, analyze: bool = True, stream=None) -> int:
@@ -38,6 +48,7 @@ def run_sweep(sweep: Sweep, analyze: bool = True, stream=None) -> int:
     print(f"harness: {len(plan.shards)} shards over {len(plan.model_revisions)} model revisions x "
           f"{len(plan.tasks)} tasks; reusing {len(reused)} finished shards, running {len(pending)}", file=stream)
     run_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(run_dir)  # left by a process killed mid-write; a live writer's stay
     state = RunState()
     recorder = ManifestRecorder(run_dir, plan, state, reused)
     recorder.save("running")
@@ -61,19 +72,25 @@ def execute(plan: Plan, run_dir: Path, pending: list[Shard], state: RunState, re
     """Score the pending shards on Ray; False when interrupted (the written shards stay)."""
     from harness.engine.driver import Driver
 
-    progress = Progress(Counter(s.model_revision.key for s in pending), sum(s.n_requests for s in pending),
-                        reused=len(recorder.reused), stream=stream)
+    requests = Counter()
+    for shard in pending:
+        requests[shard.model_revision.key] += shard.n_requests
+    progress = Progress(Counter(s.model_revision.key for s in pending), sum(requests.values()),
+                        reused=len(recorder.reused), stream=stream, requests_per_model=requests)
     try:
         if pending:
             Driver(plan, run_dir, progress, state, recorder.shard_done).execute(pending)
             progress.close()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM as `Terminated`
         progress.close()
         recorder.save("interrupted")
         done = sum(o.status == "done" for o in state.outcomes.values())
-        print(f"harness: interrupted; {done} shards written this run stay in {run_dir}; "
+        print(f"harness: {_stopped_by(stop)}; {done} shards written this run stay in {run_dir}; "
               "run the same command to resume", file=stream)
         return False
+    except Exception:
+        progress.close()  # ends a terminal's progress line, so that the error's line stands alone
+        raise
     finally:
         _shutdown_ray()
     return True
@@ -111,3 +128,108 @@ def _analyze(run_dir: Path, stream) -> bool:
         return False
     print(f"harness: analysis written to {run_dir / 'report.md'}", file=stream)
     return True
+
+
+# -- how a run ends when it does not finish: SIGTERM, Ctrl-C outside scoring, an unexpected error --
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`ray job stop`, Slurm, Kubernetes, systemd). A KeyboardInterrupt, so that every
+    path that stops cleanly on Ctrl-C (written shards stay, manifest `interrupted`) does so on it."""
+
+
+def _stopped_by(stop: BaseException) -> str:
+    return "terminated (SIGTERM)" if isinstance(stop, Terminated) else "interrupted"
+
+
+class SigtermAsInterrupt:
+    """While active, SIGTERM raises `Terminated` in the main thread; the old handler is restored on
+    exit. Only the first SIGTERM raises: senders repeat it, and a second one would cut short the
+    clean-up the first started. A no-op outside the main thread (only it may set handlers)."""
+
+    def __init__(self) -> None:
+        self.received = False
+        self.previous = None
+        self.installed = False
+
+    def __enter__(self) -> "SigtermAsInterrupt":
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._handle)
+            self.installed = True
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.installed:  # None: the old handler was not Python's; the default is the nearest
+            signal.signal(signal.SIGTERM, self.previous if self.previous is not None else signal.SIG_DFL)
+
+    def _handle(self, signum, frame) -> None:
+        if not self.received:
+            self.received = True
+            raise Terminated()
+
+
+def run_command(sweep: Sweep, analyze: bool = True, stream=None) -> int:
+    """`harness run`: `run_sweep` in the driver's main thread, with SIGTERM stopping it as Ctrl-C
+    does (exit 143) and an unexpected error ending in one line, RUN_DIR/error.log and exit 4 (a
+    raw traceback and exit 1 read as "finished with failed shards")."""
+    stream = stream or sys.stderr
+    run_dir = sweep.output_dir
+    before = _manifest_stamp(run_dir)
+    with SigtermAsInterrupt() as sigterm:
+        try:
+            code = run_sweep(sweep, analyze, stream)
+        except UserError:
+            raise  # bad input: the CLI's one line and exit 2
+        except KeyboardInterrupt as stop:  # outside scoring (planning, finalize), which handles its own
+            _mark_manifest(run_dir, before, "interrupted")
+            print(f"harness: {_stopped_by(stop)}; run the same command to resume", file=stream)
+            code = EXIT_INTERRUPTED
+        except Exception as exc:  # noqa: BLE001 - the top of the run: every other failure ends here
+            return internal_error(exc, run_dir, before, stream)
+    return EXIT_TERMINATED if code == EXIT_INTERRUPTED and sigterm.received else code
+
+
+def internal_error(exc: Exception, run_dir: Path, before: tuple | None, stream) -> int:
+    """One line on `stream`, the traceback in RUN_DIR/error.log (on `stream` when even that cannot
+    be written), the reason in the manifest this run wrote; returns EXIT_INTERNAL_ERROR."""
+    log = run_dir / "error.log"
+    try:
+        write_text_atomic("".join(traceback.format_exception(exc)), log)
+        where = f"traceback in {log}"
+    except OSError as log_error:
+        traceback.print_exception(exc, file=stream)
+        where = f"traceback above ({log} not written: {first_line(log_error)})"
+    if _disk_full(exc):
+        reason = f"disk full writing {exc.filename or run_dir}"
+        line = f"harness: error: {reason}; free space and run the same command to resume; {where}"
+    else:
+        reason = first_line(exc, with_type=True)
+        line = f"harness: internal error: {reason}; {where}"
+    _mark_manifest(run_dir, before, "error", error=reason)
+    print(line, file=stream)
+    return EXIT_INTERNAL_ERROR
+
+
+def _disk_full(exc: Exception) -> bool:
+    # pyarrow raises an OSError with errno only when its status kept one; else the message says it.
+    return isinstance(exc, OSError) and (exc.errno == errno.ENOSPC or "No space left on device" in str(exc))
+
+
+def _manifest_stamp(run_dir: Path) -> tuple | None:
+    """What identifies the manifest file now (an atomic rewrite changes it), None if there is none."""
+    try:
+        stat = (run_dir / MANIFEST).stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
+
+
+def _mark_manifest(run_dir: Path, before: tuple | None, status: str, **extra) -> None:
+    """Set the status of the manifest this run wrote. One the run never rewrote (it stopped while
+    planning) describes an earlier run correctly and stays as it is."""
+    if _manifest_stamp(run_dir) in (None, before) or (manifest := read_manifest(run_dir)) is None:
+        return
+    manifest.update(status=status, **extra)
+    try:
+        write_manifest(run_dir, manifest)
+    except OSError:
+        pass  # a full disk, say: the one line and error.log still tell what happened

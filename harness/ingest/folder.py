@@ -1,8 +1,9 @@
 """The run folder an import writes: what may be imported into, what is there, and the writing itself.
 
 The folder gets the contract every run folder has (`harness.results.schemas`): scores.parquet with
-exactly SCORES_SCHEMA, samples/<model>/<revision>/<task>.parquet where per-document rows exist, and
-manifest.json, each written atomically by the results store. Nothing is written until every source
+exactly SCORES_SCHEMA, samples/<model>/<revision>/<task>.parquet where per-document rows exist (all with
+one schema, that of every samples file in the folder, earlier imports' included: `store.write_samples`),
+and manifest.json, each written atomically by the results store. Nothing is written until every source
 has been read and checked (`harness.ingest.importer`).
 
 Imports and runs are not mixed in one folder, either way round:
@@ -30,7 +31,8 @@ from harness.ingest.records import Parsed, SampleSet, ScoreRecord
 from harness.ingest.table import parse_table
 from harness.results.manifest import MANIFEST, package_versions, read_manifest, write_manifest
 from harness.results.schemas import SCORES_SCHEMA
-from harness.results.store import samples_path, samples_table, table_from_rows, write_atomic
+from harness.results.store import (same_samples, samples_path, samples_table, table_from_rows, write_atomic,
+                                   write_samples)
 
 KIND = "import"
 SCORES = "scores.parquet"
@@ -64,17 +66,19 @@ def changed_samples(run_dir: Path, sets: Iterable[tuple[Path, SampleSet]]) -> li
     """(file, table) for each samples file to write; UserError where one already there differs.
 
     Two sources giving the same (model, revision, task) must agree too; an equal file is not rewritten.
+    Equal means equal values: a metric column that one side lacks and the other holds as nulls (the
+    folder's common schema, `store.write_samples`) is no difference.
     """
     planned: dict[Path, tuple[Path, pa.Table]] = {}
     for where, samples in sets:
         target = samples_path(run_dir, samples.model, samples.revision, samples.task)
         table = samples_table(list(samples.rows))
         if target in planned:
-            if not planned[target][1].equals(table):
+            if not same_samples(planned[target][1], table):
                 raise UserError(f"{where}: documents of {samples.model}@{samples.revision} {samples.task} differ "
                                 f"from those in {planned[target][0]}; drop one of the two")
             continue
-        if target.is_file() and not pq.read_table(target).equals(table):
+        if target.is_file() and not same_samples(pq.read_table(target), table):
             raise UserError(f"{where}: documents of {samples.model}@{samples.revision} {samples.task} differ from "
                             f"{target}, imported before; import into a new folder")
         planned[target] = (where, table)
@@ -84,8 +88,7 @@ def changed_samples(run_dir: Path, sets: Iterable[tuple[Path, SampleSet]]) -> li
 def write_folder(folder: Folder, rows: Iterable[Mapping], samples: list[tuple[Path, pa.Table]],
                  sources: list[dict]) -> None:
     """Samples first, then scores.parquet, then the manifest that indexes them."""
-    for target, table in samples:
-        write_atomic(table, target)
+    write_samples(folder.path, dict(samples))
     write_atomic(table_from_rows(rows, SCORES_SCHEMA), folder.path / SCORES)
     write_manifest(folder.path, import_manifest(folder.manifest, sources))
 

@@ -3,6 +3,10 @@
 A (model revision, task) is scored only when every one of its planned shards is written: a run
 with failed shards never writes a partial score. Parameter counts measured by the workers win
 over the sweep's stated ones; tokens trained come from the sweep or the checkpoint.
+
+Only shard files that hold their shard whole are read (`store.read_shards`), and the samples of
+all complete groups are written together at the end (`store.write_samples`): every samples file of
+the run then has the same columns, the union of the metric columns of every task.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from harness.checkpoint import revision_label, step_of
 from harness.plan.shards import Plan
 from harness.results.metrics import aggregate_group
 from harness.results.schemas import SCORES_SCHEMA
-from harness.results.store import read_table, samples_path, samples_table, table_from_rows, write_atomic
+from harness.results.store import (read_shards, samples_path, samples_table, table_from_rows, write_atomic,
+                                   write_samples)
 
 HEADLINE_METRICS = ("acc", "exact_match", "bits_per_byte")
 
@@ -26,24 +31,23 @@ def finalize(plan: Plan, run_dir: Path, measured: Mapping[str, dict]):
     `measured` maps a model revision's key to what its worker measured (`n_params`,
     `n_params_nonembedding`), as the manifest records it.
     """
-    requests = read_table(run_dir / "requests")
+    requests = read_shards(run_dir, plan.shards)
     if requests.empty:
         write_atomic(table_from_rows([], SCORES_SCHEMA), run_dir / "scores.parquet")
         return None
-    requests = requests[requests["shard"].isin({s.key for s in plan.shards})]
     expected: dict[tuple, set] = defaultdict(set)
     for shard in plan.shards:
         expected[(shard.model_revision.key, shard.task)].add(shard.key)
     models = {m.key: m for m in plan.model_revisions}
-    score_rows = []
+    score_rows, samples = [], {}
     for (key, task), group in _groups(requests, models):
         if set(group["shard"].unique()) != expected.get((key, task), set()):
             continue  # incomplete: some shards failed; no partial score is ever written
         model = models[key]
         result = aggregate_group(plan.tasks[task], group.to_dict("records"), plan.sweep.bootstrap_iters)
         ids = {"model": model.name, "revision": model.revision, "task": task}
-        write_atomic(samples_table([{**ids, **s} for s in result.samples]),
-                     samples_path(run_dir, model.name, model.revision, task))
+        samples[samples_path(run_dir, model.name, model.revision, task)] = \
+            samples_table([{**ids, **s} for s in result.samples])
         counts = measured.get(key, {})
         for row in result.metrics:
             score_rows.append({**ids, **row,
@@ -51,6 +55,7 @@ def finalize(plan: Plan, run_dir: Path, measured: Mapping[str, dict]):
                                "n_params_nonembedding": counts.get("n_params_nonembedding")
                                or model.spec.n_params_nonembedding,
                                "tokens_trained": model.tokens_trained})
+    write_samples(run_dir, samples)  # all at once: the columns of every task are known here
     table = table_from_rows(score_rows, SCORES_SCHEMA)
     write_atomic(table, run_dir / "scores.parquet")
     return table.to_pandas()

@@ -27,7 +27,8 @@ REQUESTS_SCHEMA = pa.schema([
     ("shard", pa.string()),
 ])
 
-# Samples carry one float column per scalar lm-eval metric, so only the fixed part is typed here.
+# Samples carry one float column per scalar lm-eval metric, so only the fixed part is typed here; the
+# metric columns follow it in name order, the same in every file of a folder (results.store.write_samples).
 SAMPLES_FIXED = pa.schema([
     ("model", pa.string()),
     ("revision", pa.string()),

@@ -1,15 +1,23 @@
 """Every write and read of a run folder: atomic files, the paths of shards and samples, reuse.
 
 Readers of a run folder see a file whole or not at all: every file is written to a temporary
-name in its folder and renamed. A missing revision is spelled once (`revision_label`), so the
-paths written by the engine and read by the results stage can never disagree.
+name in its folder (`.tmp-*`, which no reader here ever reads) and renamed. Files and folders get
+the modes the umask gives, so colleagues on a shared file system can read them. A missing revision
+is spelled once (`revision_label`), so the paths written by the engine and read by the results
+stage can never disagree.
+
+A shard file counts as written only when it reads as Parquet and its metadata names its shard and
+its number of rows (`written_shards`); anything else is recomputed. Every samples file of a folder
+has one schema (`write_samples`), so the folder reads as one table with pandas or DuckDB.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import tempfile
+import secrets
+import sys
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,10 +27,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from harness.checkpoint import revision_label
+from harness.errors import first_line
 from harness.results.schemas import REQUESTS_SCHEMA, SAMPLES_FIXED
 
 if TYPE_CHECKING:  # a type only: importing the plan would load lm-eval for every reader
+    import pandas as pd
+
     from harness.plan.shards import Shard
+
+TMP_PREFIX = ".tmp-"
+# A writer's temporary file is renamed right after its last write, and its mtime moves while it is
+# written: one untouched this long belongs to a writer that died, never to a live one.
+STALE_TEMP_SECONDS = 15 * 60
+SHARD_KEY = b"harness.shard_key"  # Parquet metadata of a shard file: which shard, how many rows
+SHARD_ROWS = b"harness.rows"
 
 
 def safe_name(text: str) -> str:
@@ -34,15 +52,51 @@ def safe_name(text: str) -> str:
 def atomic_path(path: Path) -> Iterator[Path]:
     """A temporary path beside `path` to write to; renamed onto `path` only if the block succeeds,
     removed if it fails, so readers see the previous file or the whole new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
+    path.parent.mkdir(parents=True, exist_ok=True)  # 0o777 less the umask, as mkdir always does
+    tmp = _new_temp(path.parent, path.suffix)
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _new_temp(folder: Path, suffix: str) -> Path:
+    """A new empty file `.tmp-<random><suffix>` in `folder`, mode 0o666 less the umask.
+
+    Not `tempfile.mkstemp`: it makes every file 0600 whatever the umask, unreadable to colleagues.
+    Asking open(2) for 0o666 lets the kernel apply the umask (and a folder's default ACL), with no
+    os.umask() call, whose set-and-restore would race with other threads creating files.
+    """
+    while True:
+        tmp = folder / f"{TMP_PREFIX}{secrets.token_hex(8)}{suffix}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+
+
+def is_temp(path: Path) -> bool:
+    """A writer's temporary file (whole, partial or abandoned): never read as a result."""
+    return path.name.startswith(TMP_PREFIX)
+
+
+def remove_stale_temps(run_dir: Path, older_than: float = STALE_TEMP_SECONDS) -> int:
+    """Removes the temporary files under `run_dir` that no writer has touched for `older_than`
+    seconds (left by a process killed mid-write); returns how many. Younger ones may belong to a
+    writer still at work in the same folder and stay."""
+    cutoff = time.time() - older_than
+    removed = 0
+    for path in Path(run_dir).rglob(f"{TMP_PREFIX}*") if Path(run_dir).is_dir() else ():
+        try:
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue  # its writer renamed or removed it meanwhile
+    return removed
 
 
 def write_atomic(table: pa.Table, path: Path) -> None:
@@ -73,11 +127,20 @@ def read_table(path: Path):
     if not path.exists():
         return pd.DataFrame()  # e.g. a run in which no shard finished
     if path.is_dir():
-        files = sorted(path.rglob("*.parquet"))
-        if not files:
-            return pd.DataFrame()
-        return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+        return _concat(parquet_files(path))
     return pq.read_table(path).to_pandas()
+
+
+def parquet_files(folder: Path) -> list[Path]:
+    """The Parquet files under `folder`, in path order, temporary files left out."""
+    return sorted(p for p in Path(folder).rglob("*.parquet") if not is_temp(p)) if Path(folder).is_dir() else []
+
+
+def _concat(files: Iterable[Path]) -> pd.DataFrame:
+    import pandas as pd
+
+    frames = [pq.read_table(f).to_pandas() for f in files]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def table_from_rows(rows: Iterable[Mapping], schema: pa.Schema) -> pa.Table:
@@ -87,12 +150,62 @@ def table_from_rows(rows: Iterable[Mapping], schema: pa.Schema) -> pa.Table:
     return pa.table(columns, schema=schema)
 
 
+def samples_schema(columns: Iterable[str]) -> pa.Schema:
+    """SAMPLES_FIXED, then one float64 column per metric column in name order: the stable order of
+    every samples file of a folder."""
+    extra = sorted(set(columns) - set(SAMPLES_FIXED.names))
+    return pa.schema(list(SAMPLES_FIXED) + [(name, pa.float64()) for name in extra])
+
+
+def metric_columns(schema: pa.Schema) -> set[str]:
+    """The per-document metric columns of a samples table (all but the fixed ones)."""
+    return set(schema.names) - set(SAMPLES_FIXED.names)
+
+
 def samples_table(rows: list[Mapping]) -> pa.Table:
-    """Fixed sample columns plus one float64 column per scalar metric seen in the rows."""
-    extra = sorted({k for r in rows for k in r} - set(SAMPLES_FIXED.names))
-    schema = pa.schema(list(SAMPLES_FIXED) + [(name, pa.float64()) for name in extra])
-    columns = {f.name: [r.get(f.name) for r in rows] for f in schema}
-    return pa.table(columns, schema=schema)
+    """Fixed sample columns plus one float64 column per scalar metric seen in the rows (null where a
+    row has no value). Written through `write_samples`, which gives it the folder's columns."""
+    schema = samples_schema({k for r in rows for k in r})
+    return pa.table({f.name: [r.get(f.name) for r in rows] for f in schema}, schema=schema)
+
+
+def conform_samples(table: pa.Table, columns: Iterable[str]) -> pa.Table:
+    """`table` with `samples_schema(columns)`: the metric columns it lacks added as nulls, all in
+    schema order. A column of `table` outside `columns` is an error, never dropped silently."""
+    schema = samples_schema(columns)
+    lost = metric_columns(table.schema) - set(schema.names)
+    if lost:
+        raise ValueError(f"samples columns {sorted(lost)} are not in the folder's samples schema")
+    arrays = [table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(len(table), f.type)
+              for f in schema]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def same_samples(a: pa.Table, b: pa.Table) -> bool:
+    """Equal documents and values, whatever metric columns either lacks (those hold nulls)."""
+    columns = metric_columns(a.schema) | metric_columns(b.schema)
+    return conform_samples(a, columns).equals(conform_samples(b, columns))
+
+
+def write_samples(run_dir: Path, tables: Mapping[Path, pa.Table]) -> None:
+    """Write samples files so that every samples file under `run_dir` has one schema.
+
+    The folder's metric columns are those of the new tables and of the samples files already there
+    (files written by an earlier finalize or import: only their footers are read). The new tables
+    are written with all of them; a file already there that lacks one is rewritten with it (nulls).
+    Readers that take the first file's schema for all (pandas on the folder, DuckDB's glob) then
+    lose nothing.
+    """
+    existing = {path: pq.read_schema(path) for path in parquet_files(Path(run_dir) / "samples")
+                if path not in tables}
+    columns = set().union(*(metric_columns(t.schema) for t in tables.values()),
+                          *(metric_columns(schema) for schema in existing.values()))
+    schema = samples_schema(columns)
+    for path, table in tables.items():
+        write_atomic(conform_samples(table, columns), path)
+    for path, old in existing.items():
+        if not old.remove_metadata().equals(schema):
+            write_atomic(conform_samples(pq.read_table(path), columns), path)
 
 
 def shard_file(run_dir: Path, shard: Shard) -> Path:
@@ -100,19 +213,70 @@ def shard_file(run_dir: Path, shard: Shard) -> Path:
     return requests_path(run_dir, model.name, model.revision, shard.task, shard.key)
 
 
-def written_shards(run_dir: Path | None, shards: Iterable[Shard]) -> set[str]:
-    """Keys of the shards whose Parquet file is already in the run folder: they are reused."""
+MISSING = "missing"
+UNSTAMPED = "carries no shard metadata (an older harness wrote it)"
+
+
+def shard_problem(path: Path, shard: Shard) -> str | None:
+    """Why the file at `path` does not hold `shard` whole (None: it does). Only the footer is read.
+
+    It must read as Parquet, and its metadata must name the shard's key and row count and agree
+    with the rows it holds: a file cut short, garbled, replaced by another shard's or written by an
+    older harness (no such metadata: UNSTAMPED) is recomputed, never trusted.
+    """
+    if not path.is_file():
+        return MISSING
+    try:
+        meta = pq.read_metadata(path)
+    except (OSError, pa.ArrowException) as exc:
+        return f"does not read as Parquet ({first_line(exc)})"
+    stamp = meta.metadata or {}
+    if SHARD_KEY not in stamp:
+        return UNSTAMPED
+    found = (stamp[SHARD_KEY].decode(), stamp.get(SHARD_ROWS, b"?").decode(), meta.num_rows)
+    if found != (shard.key, str(shard.n_requests), shard.n_requests):
+        return (f"does not hold shard {shard.key} whole (its metadata names shard {found[0]} of {found[1]} "
+                f"rows; it holds {found[2]}, the plan {shard.n_requests})")
+    return None
+
+
+def written_shards(run_dir: Path | None, shards: Iterable[Shard], stream=None) -> set[str]:
+    """Keys of the shards whose file in the run folder holds them whole (`shard_problem`): they are
+    reused. A file there that does not is named in one line on `stream` and will be recomputed;
+    files of an older harness get one line for all (a whole old run would be thousands)."""
     if run_dir is None or not Path(run_dir).is_dir():
         return set()
-    return {s.key for s in shards if shard_file(run_dir, s).exists()}
+    stream = stream or sys.stderr
+    done, unstamped = set(), []
+    for shard in shards:
+        path = shard_file(run_dir, shard)
+        problem = shard_problem(path, shard)
+        if problem is None:
+            done.add(shard.key)
+        elif problem == UNSTAMPED:
+            unstamped.append(path)
+        elif problem != MISSING:
+            print(f"harness: {path} {problem}; recomputing it", file=stream)
+    if unstamped:
+        print(f"harness: {len(unstamped)} shard file(s) carry no shard metadata (an older harness wrote them, "
+              f"e.g. {unstamped[0]}); recomputing them", file=stream)
+    return done
+
+
+def read_shards(run_dir: Path, shards: Iterable[Shard]) -> pd.DataFrame:
+    """The request rows of the shards whose files hold them whole (`shard_problem`), as one frame."""
+    return _concat(shard_file(run_dir, s) for s in shards if shard_problem(shard_file(run_dir, s), s) is None)
 
 
 def write_shard(run_dir: Path, shard: Shard, rows: list[dict]) -> None:
-    """The shard's request rows, with their ids, to its own Parquet file (atomically)."""
+    """The shard's request rows, with their ids, to its own Parquet file (atomically), its metadata
+    naming the shard and its row count (what `written_shards` checks before reusing it)."""
     model = shard.model_revision
     full = []
     for inst, row in zip(shard.instances, rows, strict=True):
         full.append({"model": model.name, "revision": model.revision,
                      "task": shard.task, "doc_id": inst.doc_id, "request_idx": inst.idx,
                      "request_type": inst.request_type, "shard": shard.key, **row})
-    write_atomic(table_from_rows(full, REQUESTS_SCHEMA), shard_file(run_dir, shard))
+    table = table_from_rows(full, REQUESTS_SCHEMA)
+    stamp = {SHARD_KEY: shard.key.encode(), SHARD_ROWS: str(shard.n_requests).encode()}
+    write_atomic(table.replace_schema_metadata(stamp), shard_file(run_dir, shard))
