@@ -11,7 +11,7 @@ from harness.cli.common import add_sweep_arguments, sweep_from_args
 EXIT_CODES = """exit codes:
   0    every shard done (and analysed)
   1    finished with failed shards (listed, and in manifest.json)
-  2    bad input (one line naming the culprit; nothing written)
+  2    bad input (one line naming the culprit; nothing written), or the folder is in use by another driver
   3    scores written but the analysis failed (rerun `harness analyze RUN_DIR`)
   4    unexpected error, disk full included (one line; traceback in RUN_DIR/error.log)
   130  interrupted by Ctrl-C; 143 stopped by SIGTERM (written shards stay; the same command resumes)"""

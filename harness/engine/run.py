@@ -26,6 +26,7 @@ from harness.errors import UserError, first_line
 from harness.plan.preflight import preflight
 from harness.plan.shards import Plan, Shard, build_plan
 from harness.results.finalize import finalize, headline_table
+from harness.results.lock import run_lock
 from harness.results.manifest import (MANIFEST, ManifestRecorder, check_output_dir, failed_line, read_manifest,
                                       write_manifest)
 from harness.results.store import remove_stale_temps, write_text_atomic, written_shards
@@ -43,11 +44,18 @@ def run_sweep(sweep: Sweep, analyze: bool = True, stream=None) -> int:
     run_dir = check_output_dir(sweep)
     plan = build_plan(sweep)
     preflight(plan)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(run_dir, stream):  # a second driver on this folder stops here, naming this one
+        return _write_run(plan, run_dir, analyze, stream, started)
+
+
+def _write_run(plan: Plan, run_dir: Path, analyze: bool, stream, started: float) -> int:
+    """Everything that reads and writes RUN_DIR's shards, under its lock: score the pending ones,
+    finalize, analyze."""
     reused = written_shards(run_dir, plan.shards)
     pending = [s for s in plan.shards if s.key not in reused]
     print(f"harness: {len(plan.shards)} shards over {len(plan.model_revisions)} model revisions x "
           f"{len(plan.tasks)} tasks; reusing {len(reused)} finished shards, running {len(pending)}", file=stream)
-    run_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(run_dir)  # left by a process killed mid-write; a live writer's stay
     state = RunState()
     recorder = ManifestRecorder(run_dir, plan, state, reused)

@@ -79,3 +79,26 @@ def test_the_help_gives_the_engines_exit_codes():
     engine = {0, 2, run_module.EXIT_FAILED_SHARDS, run_module.EXIT_ANALYSIS_FAILED, run_module.EXIT_INTERNAL_ERROR,
               run_module.EXIT_INTERRUPTED, run_module.EXIT_TERMINATED}
     assert listed == engine == {0, 1, 2, 3, 4, 130, 143}
+
+
+def test_a_second_driver_on_a_folder_in_use_exits_2_naming_the_holder(tiny_world, tmp_path, monkeypatch, capsys):
+    """While a live driver holds RUN_DIR/.lock, `harness run` into the same folder stops before it
+    reads or writes any shard: one line naming the holder, exit 2, the holder's lock untouched."""
+    import socket
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock = out / ".lock"
+        lock.write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(), "started": "now"}))
+        monkeypatch.setattr(run_module, "execute", lambda *args: pytest.fail("a second driver scored shards"))
+        assert main(_argv(tiny_world, out)) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith(f"harness: error: {out} is in use by pid {holder.pid}")
+        assert json.loads(lock.read_text())["pid"] == holder.pid and not (out / "manifest.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
