@@ -60,6 +60,12 @@ def pick_filter(scores: pd.DataFrame, task: str, metric: str) -> str | None:
     return "none" if "none" in filters else filters[0]
 
 
+def metric_rows(scores: pd.DataFrame, task: str, metric: str, flt: str) -> pd.DataFrame:
+    """The scores.parquet rows of (task, metric, filter), one per (model, revision)."""
+    rows = scores[(scores["task"] == task) & (scores["metric"] == metric) & (scores["filter"].astype(str) == flt)]
+    return rows.drop_duplicates(["model", "revision"], keep="last")  # a resumed run may repeat a shard
+
+
 def final_revisions(rows: pd.DataFrame) -> pd.DataFrame:
     """Keep each model's last checkpoint in training order, the same rule the plan uses for
     `revisions: final` (`harness.checkpoint.training_order`: tokens trained, then step, then name)."""
@@ -77,8 +83,7 @@ def build_series(scores: pd.DataFrame, samples: pd.DataFrame | None, task: str, 
     flt = pick_filter(scores, task, metric)
     if flt is None:
         return None
-    rows = scores[(scores["task"] == task) & (scores["metric"] == metric) & (scores["filter"].astype(str) == flt)]
-    rows = rows.drop_duplicates(["model", "revision"], keep="last")  # a resumed run may repeat a shard
+    rows = metric_rows(scores, task, metric, flt)
     if final_only:
         rows = final_revisions(rows)
     rows = rows.sort_values(["n_params_nonembedding", "model", "revision"])

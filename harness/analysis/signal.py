@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.emergence import LOWER_IS_BETTER
+from harness.analysis.series import metric_rows
 from harness.checkpoint import training_order
 
 NOISE_CHECKPOINTS = 3  # Heineman et al. use a run's last checkpoints; 3 is the fewest with a usable SD
@@ -108,8 +109,7 @@ def signal_noise(scores: pd.DataFrame, task: str, metric: str, filter: str, chan
     `chance` is the guessing level (harness.analysis.chance.chance_level); it is ignored for
     lower-is-better metrics, where "beats chance" does not apply.
     """
-    rows = scores[(scores["task"] == task) & (scores["metric"] == metric) & (scores["filter"].astype(str) == filter)]
-    rows = rows.drop_duplicates(["model", "revision"], keep="last")  # a resumed run may repeat a shard
+    rows = metric_rows(scores, task, metric, filter)
     runs = runs_in_training_order(rows)
     noise, with_noise = checkpoint_noise(runs)
     finals = pd.concat([run.iloc[[-1]] for run in runs]) if runs else rows.iloc[:0]

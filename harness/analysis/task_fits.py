@@ -22,7 +22,7 @@ from harness.analysis.chance import chance_level
 from harness.analysis.emergence import (LOWER_IS_BETTER, MirageVerdict, emergence_statistic, emergence_statistics,
                                         mirage_verdict, oriented)
 from harness.analysis.laws import FitOutcome
-from harness.analysis.series import Series, build_series
+from harness.analysis.series import Series, build_series, metric_rows
 from harness.analysis.signal import NO_SIGNAL, SignalNoise, signal_noise
 
 ROLLING = ("bits_per_byte", "nll_per_token")
@@ -172,8 +172,7 @@ def check_emergence(run: RunTables, settings: Settings, found: Findings, s: Seri
 def doc_noise(run: RunTables, s: Series) -> float | None:
     """The median documents' standard error of the series' points (scores.parquet `stderr`), None when
     absent: the emergence score's noise floor (emergence.noise_floor)."""
-    rows = run.scores[(run.scores["task"] == s.task) & (run.scores["metric"] == s.metric)
-                      & (run.scores["filter"] == s.filter)]
+    rows = metric_rows(run.scores, s.task, s.metric, s.filter)
     keys = set(zip(s.models, s.revisions))
     picked = rows[[k in keys for k in zip(rows["model"], rows["revision"])]]
     se = pd.to_numeric(picked["stderr"], errors="coerce").to_numpy(float) if "stderr" in picked else np.array([])

@@ -59,25 +59,31 @@ def _ordered(ladder: Ladder, low: float, high: float) -> tuple[float, float]:
     return (min(low, high), max(low, high)) if np.isfinite(low) and np.isfinite(high) else (low, high)
 
 
-def forecast(ladder: Ladder, n: float, d: float = float("nan"), level: float = 0.9) -> list[Prediction]:
-    """Each applicable method's prediction at (n, d) from the whole ladder; [] when none can be fitted."""
-    out, reasons = [], []
-    target_reach = float(np.log(n / ladder.sizes.max()))
+def forecast(ladder: Ladder, targets: list[tuple[float, float]], level: float = 0.9) -> list[Prediction]:
+    """Each applicable method's prediction at every (n, d) target from the whole ladder, one chosen
+    per target; [] when no method can be fitted."""
+    return [p for per_target in forecast_each(ladder, targets, level) for p in per_target]
+
+
+def forecast_each(ladder: Ladder, targets: list[tuple[float, float]], level: float = 0.9) -> list[list[Prediction]]:
+    """`forecast`'s predictions, one list per target in the targets' order. The fit and its
+    forward-chaining folds are made once per method, whatever the number of targets."""
+    own_noise = float(np.median(working_noise(ladder, point_noise(ladder)))) ** 2
+    per_target: list[list[Prediction]] = [[] for _ in targets]
     for name, method in METHODS.get(ladder.kind, ()):
         try:
             predictor = method(ladder)
-        except ValueError as exc:
-            reasons.append(str(exc).splitlines()[0])
-            continue
-        z = predictor(n, d)
+        except ValueError:
+            continue  # e.g. no task loss for the two-step method: the others still predict
         folds = fold_errors(ladder, method)
-        noise_var = prediction_noise_var(ladder, method, z, n, d) + float(np.median(working_noise(
-            ladder, point_noise(ladder))) ** 2)
-        low, high = interval(z, folds, noise_var, target_reach, level)
         note = "" if folds.n_folds else "no interval: too few sizes to measure the law's error"
-        out.append(Prediction(ladder.task, ladder.metric, name, False, float(n), float(d), _to_metric(ladder, z),
-                              *_ordered(ladder, low, high), level, folds.mean_abs, folds.n_folds, note))
-    return _mark_chosen(out)
+        for out, (n, d) in zip(per_target, targets):
+            z = predictor(n, d)
+            noise_var = prediction_noise_var(ladder, method, z, n, d) + own_noise
+            low, high = interval(z, folds, noise_var, float(np.log(n / ladder.sizes.max())), level)
+            out.append(Prediction(ladder.task, ladder.metric, name, False, float(n), float(d), _to_metric(ladder, z),
+                                  *_ordered(ladder, low, high), level, folds.mean_abs, folds.n_folds, note))
+    return [_mark_chosen(out) for out in per_target]
 
 
 def _mark_chosen(predictions: list[Prediction]) -> list[Prediction]:
@@ -95,20 +101,17 @@ def backtest_ladder(ladder: Ladder, level: float = 0.9) -> list[dict]:
     largest = ladder.sizes.max()
     if ladder.sizes.size < 4:
         return []
-    train = ladder.below(largest)
-    rows = []
-    for i in np.flatnonzero(ladder.n == largest):
-        for p in forecast(train, largest, ladder.d[i], level):
-            measured = float(ladder.y[i])
-            rows.append({**p.row(), "held_out_model": ladder.models[i], "held_out_revision": ladder.revisions[i],
-                         "measured": measured, "error": p.predicted - measured,
-                         "abs_error": abs(p.predicted - measured)})
-    return rows
+    held_out = np.flatnonzero(ladder.n == largest)
+    per_target = forecast_each(ladder.below(largest), [(largest, ladder.d[i]) for i in held_out], level)
+    return [{**p.row(), "held_out_model": ladder.models[i], "held_out_revision": ladder.revisions[i],
+             "measured": float(ladder.y[i]), "error": p.predicted - ladder.y[i],
+             "abs_error": abs(p.predicted - ladder.y[i])}
+            for i, predictions in zip(held_out, per_target) for p in predictions]
 
 
 def predict_targets(ladder: Ladder, targets: list[tuple[float, float]], level: float = 0.9) -> list[dict]:
     """Rows of predictions.parquet: every method at every (n, d) target, fitted on the whole ladder."""
-    return [p.row() for n, d in targets for p in forecast(ladder, n, d, level)]
+    return [p.row() for p in forecast(ladder, list(targets), level)]
 
 
 __all__ = ["BACKTEST_COLUMNS", "PREDICTION_COLUMNS", "Prediction", "backtest_ladder", "forecast", "predict_targets"]

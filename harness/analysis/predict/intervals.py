@@ -98,11 +98,11 @@ def fold_errors(ladder: Ladder, method) -> FoldErrors:
     meas_var = working_noise(ladder, point_noise(ladder)) ** 2
     for k in range(MIN_FIT_SIZES, sizes.size):
         train = ladder.below(sizes[k])
+        measured, d = at_size(ladder, sizes[k])
         try:
-            predicted = method(train)(sizes[k], at_size(ladder, sizes[k])[1])
+            predicted = method(train)(sizes[k], d)
         except ValueError:
             continue
-        measured, d = at_size(ladder, sizes[k])
         if np.isfinite(predicted):
             errors.append(predicted - measured)
             own = float(np.mean(meas_var[ladder.n == sizes[k]]))

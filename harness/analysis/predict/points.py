@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from harness.analysis.series import final_revisions, pick_filter
+from harness.analysis.series import final_revisions, metric_rows, pick_filter
 
 ACCURACY = frozenset({"acc", "acc_norm", "exact_match"})
 # metric -> how it becomes a loss that falls with size as a power law
@@ -88,8 +88,7 @@ def _rows(scores: pd.DataFrame, task: str, metric: str) -> tuple[pd.DataFrame, s
     flt = pick_filter(scores, task, metric)
     if flt is None:
         return None
-    rows = scores[(scores["task"] == task) & (scores["metric"] == metric) & (scores["filter"] == flt)]
-    rows = rows.drop_duplicates(["model", "revision"], keep="last")
+    rows = metric_rows(scores, task, metric, flt)
     ok = np.isfinite(rows["value"].to_numpy(float)) & (rows["n_params_nonembedding"].to_numpy(float) > 0)
     return rows[ok], flt
 

@@ -77,7 +77,7 @@ def test_interval_grows_with_distance_and_is_nan_without_folds():
 
 def test_three_sizes_predict_without_an_interval():
     truth = 2.0 + 300 / SIZES[:3]**0.3
-    (p,) = forecast(ladder_for(scores("bits_per_byte", truth), "t", "bits_per_byte"), 1e10)
+    (p,) = forecast(ladder_for(scores("bits_per_byte", truth), "t", "bits_per_byte"), [(1e10, np.nan)])
     assert np.isfinite(p.predicted) and np.isnan(p.pi_low) and "too few sizes" in p.note
 
 
