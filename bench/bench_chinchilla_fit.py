@@ -122,8 +122,8 @@ fairer figure when other jobs share the cores; the harness fit runs on one threa
 {rows}
 
 Objective at the optimum: harness {fit.loss:.6g}, plain subset {plain.fun:.6g}, lean subset {lean.fun:.6g}.
-The issue quoted ~170 s for the plain loop on this machine; the scipy.special version measured here is
-slower than that (scipy.special.logsumexp costs ~1 ms per call in scipy 1.17), the bare-numpy one closer.
+The issue quoted ~170 s for the plain loop on this machine; the extrapolations above depend on the
+load (scipy.special.logsumexp costs ~1 ms per call in scipy 1.17, more on busy cores).
 """
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(text)
