@@ -33,6 +33,9 @@ class Checkpoint:
     revision: str | None  # hub revision; None for local folders
     is_local: bool
     tokens_trained: int | None  # from harness.json or known family metadata
+    # The commit a hub revision resolved to when planned (None: local, or the hub gave none):
+    # what the shard key records and what a worker loads, so that "main" moving on cannot mix.
+    commit: str | None = None
 
 
 def revision_label(revision: str | None) -> str:
@@ -153,12 +156,14 @@ _DIGESTS = _DigestCache()
 
 def content_fingerprint(checkpoint: Checkpoint) -> list:
     """What a shard key records about a model: the content of a local folder's files (weights,
-    config, tokenizer), or a hub id plus revision (the hub's revision names one content).
+    config, tokenizer), or a hub id, its revision and the commit that revision resolved to (a
+    commit names one content; a branch such as `main` does not, so an unresolved one is only
+    as good as the name).
 
     Sizes alone are not enough: retraining the same architecture writes files of the same size.
     """
     if not checkpoint.is_local:
-        return [checkpoint.source, checkpoint.revision]
+        return [checkpoint.source, checkpoint.revision, checkpoint.commit]
     files = [(p.name, _DIGESTS.digest(p)) for p in _content_files(Path(checkpoint.source))]
     _DIGESTS.save()
     return files

@@ -9,6 +9,8 @@ import pytest
 # Ray binds to loopback only in tests (README, "Loopback"): never to the machine's interface address.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Nothing in the tests may reach a hub: no downloads, and hub ids are planned without asking it.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from tests import tiny  # noqa: E402
 

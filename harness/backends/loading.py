@@ -96,8 +96,8 @@ def load_model(spec: LoadSpec, device: str):
 
     check_weights_format(checkpoint, allow_pickle)
     kwargs: dict[str, Any] = {"trust_remote_code": spec.trust_remote_code}
-    if checkpoint.revision:
-        kwargs["revision"] = checkpoint.revision
+    if checkpoint.commit or checkpoint.revision:  # the commit the plan keyed its shards by, when known
+        kwargs["revision"] = checkpoint.commit or checkpoint.revision
     spread = spec.device_map is not None and device == "cuda"
     try:
         tokenizer = AutoTokenizer.from_pretrained(checkpoint.source, **kwargs)

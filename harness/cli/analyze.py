@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from contextlib import nullcontext
 from pathlib import Path
 
 
@@ -22,6 +23,7 @@ def _analyze(args: argparse.Namespace) -> int:
     from harness.errors import UserError
 
     from harness.analysis.predict.run import parse_target
+    from harness.results.lock import run_lock
 
     if args.n_boot < 0:
         raise UserError(f"--n-boot must be >= 0, got {args.n_boot}")
@@ -29,7 +31,10 @@ def _analyze(args: argparse.Namespace) -> int:
         targets = tuple(parse_target(t) for t in args.predict)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    summary = analyze_run(args.run_dir, n_boot=args.n_boot, seed=args.seed, targets=targets)
+    # Held as `harness run` and `harness import` hold it: a run finishing meanwhile would delete
+    # the analysis of its older scores while this one writes it.
+    with run_lock(args.run_dir) if args.run_dir.is_dir() else nullcontext():
+        summary = analyze_run(args.run_dir, n_boot=args.n_boot, seed=args.seed, targets=targets)
     print(f"wrote {summary.fits_path}, {summary.report_path} and {len(summary.plots)} plots")
     chosen = summary.backtests[summary.backtests["chosen"]] if len(summary.backtests) else summary.backtests
     if len(chosen):

@@ -11,6 +11,7 @@ import signal
 import threading
 import time
 
+from harness.engine.signals import Terminated
 from harness.errors import UserError
 from harness.scheduling.resources import ClusterResources
 
@@ -33,16 +34,25 @@ def start_ray(address: str | None, workers: int | None) -> None:
     if ray.is_initialized():
         return
     ours = signal.getsignal(signal.SIGTERM)
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(address="local", num_cpus=workers or os.cpu_count() or 1, include_dashboard=False,
-                 log_to_driver=False)
-    # ray.init replaces the SIGTERM handler with one whose C++ half dumps a stack and aborts
-    # (exit 134): a handler the program installed (`harness run` stops on SIGTERM as on Ctrl-C)
-    # goes back. Only the main thread may set handlers, and only a Python handler is ours to restore.
-    if callable(ours) and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, ours)
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(address="local", num_cpus=workers or os.cpu_count() or 1, include_dashboard=False,
+                     log_to_driver=False)
+    except SystemExit as exit_:
+        # While ray.init runs, Ray's own SIGTERM handler is installed: it exits with the signal's
+        # number (15, no clean-up, no manifest). Where the program stops on SIGTERM itself, a SIGTERM
+        # in that window stops it the same way.
+        if exit_.code == signal.SIGTERM and callable(ours):
+            raise Terminated() from None
+        raise
+    finally:
+        # ray.init replaces the SIGTERM handler with one whose C++ half dumps a stack and aborts
+        # (exit 134): a handler the program installed (`harness run` stops on SIGTERM as on Ctrl-C)
+        # goes back. Only the main thread may set handlers, and only a Python handler is ours to restore.
+        if callable(ours) and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, ours)
 
 
 def live_cluster(gpu_memory_bytes: int) -> ClusterResources:

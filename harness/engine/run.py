@@ -11,9 +11,7 @@ command resumes). `harness run` calls `run_command`: `run_sweep` plus what makes
 from __future__ import annotations
 
 import errno
-import signal
 import sys
-import threading
 import time
 import traceback
 from collections import Counter
@@ -21,15 +19,17 @@ from pathlib import Path
 
 from harness.config import Sweep
 from harness.engine.progress import Progress
+from harness.engine.signals import SigtermAsInterrupt, Terminated
 from harness.engine.state import RunState
 from harness.errors import UserError, first_line
 from harness.plan.preflight import preflight
 from harness.plan.shards import Plan, Shard, build_plan
 from harness.results.finalize import finalize, headline_table
 from harness.results.lock import run_lock
-from harness.results.manifest import (MANIFEST, ManifestRecorder, check_output_dir, failed_line, read_manifest,
-                                      write_manifest)
-from harness.results.store import remove_stale_temps, write_text_atomic, written_shards
+from harness.results.manifest import (MANIFEST, ManifestRecorder, check_output_dir, check_same_models, failed_line,
+                                      read_manifest, write_manifest)
+from harness.results.store import (RETIRED, remove_stale_temps, retire_unplanned, write_text_atomic,
+                                   written_shards)
 
 EXIT_FAILED_SHARDS = 1
 EXIT_ANALYSIS_FAILED = 3
@@ -52,6 +52,12 @@ def run_sweep(sweep: Sweep, analyze: bool = True, stream=None) -> int:
 def _write_run(plan: Plan, run_dir: Path, analyze: bool, stream, started: float) -> int:
     """Everything that reads and writes RUN_DIR's shards, under its lock: score the pending ones,
     finalize, analyze."""
+    check_same_models(run_dir, plan)  # under the lock: the manifest it reads is not being rewritten
+    _say_unresolved_commits(plan, stream)
+    retired, restored = retire_unplanned(run_dir, plan.shards)
+    if retired or restored:
+        print(f"harness: {retired} shard file(s) of an earlier sweep moved to {run_dir / RETIRED} (kept for reuse), "
+              f"{restored} brought back from there", file=stream)
     reused = written_shards(run_dir, plan.shards)
     pending = [s for s in plan.shards if s.key not in reused]
     print(f"harness: {len(plan.shards)} shards over {len(plan.model_revisions)} model revisions x "
@@ -60,8 +66,9 @@ def _write_run(plan: Plan, run_dir: Path, analyze: bool, stream, started: float)
     state = RunState()
     recorder = ManifestRecorder(run_dir, plan, state, reused)
     recorder.save("running")
-    if not execute(plan, run_dir, pending, state, recorder, stream):
-        return EXIT_INTERRUPTED
+    stopped = execute(plan, run_dir, pending, state, recorder, stream)
+    if stopped is not None:
+        return stopped
     scores = finalize(plan, run_dir, state.replicas)
     failed = recorder.failed()
     recorder.save("failed" if failed else "done", timing=_timing(state, started))
@@ -75,9 +82,18 @@ def _write_run(plan: Plan, run_dir: Path, analyze: bool, stream, started: float)
     return code
 
 
+def _say_unresolved_commits(plan: Plan, stream) -> None:
+    unresolved = sorted({f"{m.checkpoint.source}@{m.checkpoint.revision or 'main'}" for m in plan.model_revisions
+                         if not m.checkpoint.is_local and m.checkpoint.commit is None})
+    if unresolved:
+        print(f"harness: the hub gave no commit for {', '.join(unresolved[:3])}{' ...' if len(unresolved) > 3 else ''} "
+              "(offline, or not on the hub); their shards are keyed by the revision name only", file=stream)
+
+
 def execute(plan: Plan, run_dir: Path, pending: list[Shard], state: RunState, recorder: ManifestRecorder,
-            stream) -> bool:
-    """Score the pending shards on Ray; False when interrupted (the written shards stay)."""
+            stream) -> int | None:
+    """Score the pending shards on Ray; None when done, the exit code when stopped by Ctrl-C or
+    SIGTERM (the written shards stay)."""
     from harness.engine.driver import Driver
 
     requests = Counter()
@@ -95,13 +111,13 @@ def execute(plan: Plan, run_dir: Path, pending: list[Shard], state: RunState, re
         done = sum(o.status == "done" for o in state.outcomes.values())
         print(f"harness: {_stopped_by(stop)}; {done} shards written this run stay in {run_dir}; "
               "run the same command to resume", file=stream)
-        return False
+        return _stop_code(stop)
     except Exception:
         progress.close()  # ends a terminal's progress line, so that the error's line stands alone
         raise
     finally:
         _shutdown_ray()
-    return True
+    return None
 
 
 def _shutdown_ray() -> None:
@@ -140,39 +156,14 @@ def _analyze(run_dir: Path, stream) -> bool:
 
 # -- how a run ends when it does not finish: SIGTERM, Ctrl-C outside scoring, an unexpected error --
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (`ray job stop`, Slurm, Kubernetes, systemd). A KeyboardInterrupt, so that every
-    path that stops cleanly on Ctrl-C (written shards stay, manifest `interrupted`) does so on it."""
-
-
 def _stopped_by(stop: BaseException) -> str:
     return "terminated (SIGTERM)" if isinstance(stop, Terminated) else "interrupted"
 
 
-class SigtermAsInterrupt:
-    """While active, SIGTERM raises `Terminated` in the main thread; the old handler is restored on
-    exit. Only the first SIGTERM raises: senders repeat it, and a second one would cut short the
-    clean-up the first started. A no-op outside the main thread (only it may set handlers)."""
-
-    def __init__(self) -> None:
-        self.received = False
-        self.previous = None
-        self.installed = False
-
-    def __enter__(self) -> "SigtermAsInterrupt":
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGTERM, self._handle)
-            self.installed = True
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        if self.installed:  # None: the old handler was not Python's; the default is the nearest
-            signal.signal(signal.SIGTERM, self.previous if self.previous is not None else signal.SIG_DFL)
-
-    def _handle(self, signum, frame) -> None:
-        if not self.received:
-            self.received = True
-            raise Terminated()
+def _stop_code(stop: BaseException) -> int:
+    """By the exception, not by which handler saw the signal: one SIGTERM that arrives while
+    ray.init runs meets Ray's handler, not ours, and is still a `Terminated` (engine.cluster)."""
+    return EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
 
 
 def run_command(sweep: Sweep, analyze: bool = True, stream=None) -> int:
@@ -182,7 +173,7 @@ def run_command(sweep: Sweep, analyze: bool = True, stream=None) -> int:
     stream = stream or sys.stderr
     run_dir = sweep.output_dir
     before = _manifest_stamp(run_dir)
-    with SigtermAsInterrupt() as sigterm:
+    with SigtermAsInterrupt():
         try:
             code = run_sweep(sweep, analyze, stream)
         except UserError:
@@ -190,10 +181,10 @@ def run_command(sweep: Sweep, analyze: bool = True, stream=None) -> int:
         except KeyboardInterrupt as stop:  # outside scoring (planning, finalize), which handles its own
             _mark_manifest(run_dir, before, "interrupted")
             print(f"harness: {_stopped_by(stop)}; run the same command to resume", file=stream)
-            code = EXIT_INTERRUPTED
+            code = _stop_code(stop)
         except Exception as exc:  # noqa: BLE001 - the top of the run: every other failure ends here
             return internal_error(exc, run_dir, before, stream)
-    return EXIT_TERMINATED if code == EXIT_INTERRUPTED and sigterm.received else code
+    return code
 
 
 def internal_error(exc: Exception, run_dir: Path, before: tuple | None, stream) -> int:

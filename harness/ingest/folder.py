@@ -9,8 +9,8 @@ has been read and checked (`harness.ingest.importer`).
 Imports and runs are not mixed in one folder, either way round:
 * an import refuses a folder whose manifest is not an import's (a `harness run` folder), and a folder
   with a scores.parquet but no manifest (its origin is unknown);
-* the import's manifest carries an `identity` that no sweep has, so `harness run --out` on an import
-  folder refuses it too ("holds results of a different sweep (harness import)").
+* the import's manifest says `kind: import`, so `harness run --out` on an import folder refuses it too
+  ("holds results of `harness import`").
 """
 
 from __future__ import annotations
@@ -105,8 +105,8 @@ def import_manifest(previous: Mapping[str, Any] | None, sources: list[dict]) -> 
     the same bytes keeps its entry, so re-importing it changes only `updated`)."""
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     manifest = dict(previous or {"kind": KIND, "created": now, "sources": []})
-    # No sweep has this identity, so `harness run` refuses to write into an import folder.
-    manifest.update(kind=KIND, identity={"kind": KIND}, sweep={"source": "harness import"},
+    # `kind` is what makes `harness run` refuse to write into an import folder.
+    manifest.update(kind=KIND, sweep={"source": "harness import"},
                     versions=package_versions(), updated=now)
     listed = {(s["path"], s["sha256"]) for s in manifest["sources"]}
     new = [dict(s, imported=now) for s in sources if (s["path"], s["sha256"]) not in listed]

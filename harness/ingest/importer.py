@@ -18,6 +18,7 @@ from harness.ingest.merge import merge_rows, score_row
 from harness.ingest.meta import load_meta
 from harness.ingest.records import Parsed
 from harness.ingest.sizes import check_folder_sizes, missing_nonembedding, resolve_sizes
+from harness.results.lock import run_lock
 
 
 @dataclass(frozen=True)
@@ -33,13 +34,51 @@ class ImportSummary:
 
 def import_sources(sources: Sequence[Path], run_dir: Path, meta: Path | None = None,
                    log: Callable[[str], None] = print) -> ImportSummary:
-    """Import `sources` (files or folders) into `run_dir`; `log` gets one line per source file."""
-    folder = open_folder(Path(run_dir))
+    """Import `sources` (files or folders) into `run_dir`; `log` gets one line per source file.
+
+    The folder is held (`run_lock`, as `harness run` holds it) from reading what it holds to the
+    last write, so that a run or another import cannot change it in between. A refused import into
+    a new folder leaves no folder behind."""
+    run_dir = Path(run_dir)
+    open_folder(run_dir)  # refuse early, before reading any source, when the folder is not importable
     meta_models = load_meta(meta)
     parsed = []
     for path in expand(sources):
         parsed.append(read_source(path))
         log(progress_line(parsed[-1]))
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with run_lock(run_dir, stream=_LogStream(log)):
+            return _write(parsed, open_folder(run_dir), meta_models, log)
+    except BaseException:
+        if created:
+            _remove_if_empty(run_dir)
+        raise
+
+
+class _LogStream:
+    """`log` as the stream the lock writes its one line to."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self.log = log
+
+    def write(self, text: str) -> None:
+        if text.strip():
+            self.log(text.rstrip("\n"))
+
+    def flush(self) -> None:
+        pass
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # something is in it: not ours to remove
+
+
+def _write(parsed: list[Parsed], folder, meta_models, log: Callable[[str], None]) -> ImportSummary:
     held = {rec.model_key: rec.stated for rec in folder.scores}
     sizes = resolve_sizes(parsed, meta_models, held)
     check_folder_sizes(sizes, held, folder.path / SCORES)

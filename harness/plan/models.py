@@ -13,8 +13,11 @@ whatever order the sweep lists its revisions in.
 from __future__ import annotations
 
 import json
+import os
 import re
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 
 from harness.checkpoint import (Checkpoint, revision_label, safetensors_param_count, step_of,
@@ -27,6 +30,8 @@ from harness.errors import UserError
 PYTHIA_TOKENS_PER_STEP = 2_097_152
 PYTHIA_FINAL_STEP = 143_000
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_HUB_TIMEOUT_S = 10.0
 
 
 def local_revisions(path: Path) -> list[str]:
@@ -120,15 +125,68 @@ class ModelRevision:
         return training_order(revision, self.tokens_trained)
 
 
+def _hub_offline() -> bool:
+    return any(os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+               for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _cached_commit(hub_id: str, revision: str) -> str | None:
+    """The commit the local hub cache records for `revision` (what an offline load would use)."""
+    try:
+        from huggingface_hub.constants import HF_HUB_CACHE
+    except ImportError:
+        return None
+    ref = Path(HF_HUB_CACHE) / f"models--{hub_id.replace('/', '--')}" / "refs" / revision
+    try:
+        text = ref.read_text().strip()
+    except OSError:
+        return None
+    return text if _COMMIT.match(text) else None
+
+
+@lru_cache(maxsize=None)
+def hub_commit(hub_id: str, revision: str | None) -> str | None:
+    """The commit a hub revision (branch, tag or commit) names now, or None where nobody can say.
+
+    The hub is asked first (a branch moves on; the cache may hold an older commit), then the local
+    hub cache (offline, a model that loads at all was downloaded, and its ref is there). Every
+    failure is None: planning never needs the network, it only keys more precisely with it.
+    """
+    label = revision_label(revision)
+    if _COMMIT.match(label):
+        return label
+    if not _hub_offline():
+        try:
+            from huggingface_hub import HfApi
+
+            sha = HfApi().model_info(hub_id, revision=label, timeout=_HUB_TIMEOUT_S).sha
+            if sha and _COMMIT.match(sha):
+                return sha
+        except Exception:  # noqa: BLE001 - no network, no such repo, a gated one: fall back to the cache
+            pass
+    return _cached_commit(hub_id, label)
+
+
+def with_hub_commits(checkpoints: list[Checkpoint]) -> list[Checkpoint]:
+    """Hub checkpoints with the commit each revision resolves to; local ones as they are. Asked
+    in parallel: a Pythia ladder is ~190 revisions, and each question is a round trip."""
+    hub = sorted({(c.source, c.revision) for c in checkpoints if not c.is_local},
+                 key=lambda pair: (pair[0], revision_label(pair[1])))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        commits = dict(zip(hub, pool.map(lambda pair: hub_commit(*pair), hub)))
+    return [c if c.is_local else replace(c, commit=commits[(c.source, c.revision)]) for c in checkpoints]
+
+
 def model_revisions(sweep: Sweep, base: Path | None = None) -> list[ModelRevision]:
-    """Every (model, revision) of the sweep, resolved to a checkpoint; no weights are read."""
+    """Every (model, revision) of the sweep, resolved to a checkpoint (hub revisions to their commit
+    where the hub or its cache says); no weights are read."""
+    pairs = [(spec, revision) for spec in sweep.models for revision in spec.revisions]
+    checkpoints = with_hub_commits([resolve(spec.path, revision, base) for spec, revision in pairs])
     revisions = []
-    for spec in sweep.models:
-        for revision in spec.revisions:
-            checkpoint = resolve(spec.path, revision, base)
-            estimate = spec.n_params or (
-                safetensors_param_count(Path(checkpoint.source)) if checkpoint.is_local else None)
-            revisions.append(ModelRevision(spec.name, revision, spec, checkpoint, estimate))
+    for (spec, revision), checkpoint in zip(pairs, checkpoints):
+        estimate = spec.n_params or (
+            safetensors_param_count(Path(checkpoint.source)) if checkpoint.is_local else None)
+        revisions.append(ModelRevision(spec.name, revision, spec, checkpoint, estimate))
     return revisions
 
 

@@ -46,6 +46,8 @@ class Plan:
     tasks: dict[str, BuiltTask]
     model_revisions: list[ModelRevision]
     shards: list[Shard]
+    # model revision key -> `content_fingerprint`: what each name points at, recorded in the manifest
+    fingerprints: dict[str, list] = field(default_factory=dict)
 
 
 def _request_text_bytes(inst: Any) -> int:
@@ -117,7 +119,7 @@ def build_plan(sweep: Sweep, base: Path | None = None) -> Plan:
                     key=shard_key(model, fingerprints[model.key], sweep, name, chunk), model_revision=model, task=name,
                     doc_ids=tuple(sorted({i.doc_id for i in chunk})), est_tokens=tokens,
                     cost=shard_flops(n, tokens) if n else 0.0, instances=chunk))
-    return Plan(sweep, tasks, revisions, shards)
+    return Plan(sweep, tasks, revisions, shards, fingerprints)
 
 
 def summarize(plan: Plan, done: set[str] = frozenset()) -> dict:

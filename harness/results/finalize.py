@@ -6,7 +6,9 @@ over the sweep's stated ones; tokens trained come from the sweep or the checkpoi
 
 Only shard files that hold their shard whole are read (`store.read_shards`), and the samples of
 all complete groups are written together at the end (`store.write_samples`): every samples file of
-the run then has the same columns, the union of the metric columns of every task.
+the run then has the same columns, the union of the metric columns of every task. scores.parquet
+and samples/ describe the current plan exactly: samples of groups it no longer scores are deleted,
+and so is the analysis of the earlier scores.
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from harness.checkpoint import revision_label, step_of
 from harness.plan.shards import Plan
 from harness.results.metrics import aggregate_group
 from harness.results.schemas import SCORES_SCHEMA
-from harness.results.store import (read_shards, samples_path, samples_table, table_from_rows, write_atomic,
-                                   write_samples)
+from harness.results.store import (read_shards, remove_derived, remove_samples_except, samples_path, samples_table,
+                                   table_from_rows, write_atomic, write_samples)
 
 HEADLINE_METRICS = ("acc", "exact_match", "bits_per_byte")
 
@@ -33,7 +38,8 @@ def finalize(plan: Plan, run_dir: Path, measured: Mapping[str, dict]):
     """
     requests = read_shards(run_dir, plan.shards)
     if requests.empty:
-        write_atomic(table_from_rows([], SCORES_SCHEMA), run_dir / "scores.parquet")
+        remove_samples_except(run_dir, ())
+        _write_scores(table_from_rows([], SCORES_SCHEMA), run_dir)
         return None
     expected: dict[tuple, set] = defaultdict(set)
     for shard in plan.shards:
@@ -55,10 +61,24 @@ def finalize(plan: Plan, run_dir: Path, measured: Mapping[str, dict]):
                                "n_params_nonembedding": counts.get("n_params_nonembedding")
                                or model.spec.n_params_nonembedding,
                                "tokens_trained": model.tokens_trained})
+    remove_samples_except(run_dir, samples)  # before writing: their columns must not outlive them
     write_samples(run_dir, samples)  # all at once: the columns of every task are known here
     table = table_from_rows(score_rows, SCORES_SCHEMA)
-    write_atomic(table, run_dir / "scores.parquet")
+    _write_scores(table, run_dir)
     return table.to_pandas()
+
+
+def _write_scores(table, run_dir: Path) -> None:
+    """scores.parquet; an analysis of other scores than these is deleted (`harness analyze` redoes it),
+    one of the same scores stays."""
+    path = run_dir / "scores.parquet"
+    try:
+        same = path.is_file() and pq.read_table(path).equals(table)
+    except (OSError, pa.ArrowException):
+        same = False
+    if not same:
+        remove_derived(run_dir)
+    write_atomic(table, path)
 
 
 def _groups(requests, models: Mapping) -> Iterator:

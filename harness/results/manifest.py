@@ -60,12 +60,6 @@ def sweep_record(sweep: Sweep) -> dict[str, Any]:
     return record
 
 
-def sweep_identity(sweep: Sweep) -> dict[str, Any]:
-    """The parts of a sweep that define its results (not how it runs): used to refuse mixing runs."""
-    return {"models": sorted({(m.name, m.path) for m in sweep.models}),
-            "seed": sweep.seed, "backend": sweep.backend}
-
-
 def read_manifest(run_dir: Path) -> dict[str, Any] | None:
     path = run_dir / MANIFEST
     if not path.is_file():
@@ -91,18 +85,60 @@ def check_output_dir(sweep: Sweep) -> Path:
     if not os.access(probe, os.W_OK):
         raise UserError(f"output folder {str(run_dir)!r} is not writable; pass another folder with --out")
     previous = read_manifest(run_dir)
-    if previous and previous.get("identity") is not None:
-        mine = json.loads(json.dumps(sweep_identity(sweep)))
-        if previous["identity"] != mine:
-            raise UserError(f"output folder {str(run_dir)!r} holds results of a different sweep "
-                            f"({previous.get('sweep', {}).get('source')}); pass a new folder with --out")
+    if previous and previous.get("kind") == "import":
+        raise UserError(f"output folder {str(run_dir)!r} holds results of `harness import`; imports and runs are "
+                        f"not mixed: pass a new folder with --out")
     return run_dir
+
+
+def model_records(plan: Plan) -> dict[str, dict[str, Any]]:
+    """What each model name of the run points at: its source, hub revision and commit, and the
+    content fingerprint its shard keys hash (local files by name and sha256)."""
+    return {m.key: {"source": m.checkpoint.source, "revision": m.revision, "commit": m.checkpoint.commit,
+                    "content": json.loads(json.dumps(plan.fingerprints.get(m.key)))}
+            for m in plan.model_revisions}
+
+
+def _what_differs(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    said = []
+    if old.get("source") != new["source"]:
+        said.append(f"was {old.get('source')}, now {new['source']}")
+    if old.get("commit") != new["commit"]:
+        said.append(f"commit {old.get('commit') or 'unresolved'} -> {new['commit'] or 'unresolved'}")
+    old_files, new_files = _files(old.get("content")), _files(new["content"])
+    if old_files is not None and new_files is not None:
+        changed = sorted(n for n in old_files.keys() & new_files.keys() if old_files[n] != new_files[n])
+        for label, names in (("changed", changed), ("new", sorted(new_files.keys() - old_files.keys())),
+                             ("gone", sorted(old_files.keys() - new_files.keys()))):
+            if names:
+                said.append(f"{label}: {', '.join(names[:4])}{' ...' if len(names) > 4 else ''}")
+    return "; ".join(said) or "its content fingerprint differs"
+
+
+def _files(content: Any) -> dict[str, str] | None:
+    """A local fingerprint ([[name, sha256], ...]) as a dict; None for a hub one."""
+    if isinstance(content, list) and all(isinstance(p, list) and len(p) == 2 for p in content):
+        return {name: digest for name, digest in content}
+    return None
+
+
+def check_same_models(run_dir: Path, plan: Plan) -> None:
+    """A run folder grows (models, revisions, tasks and limits may change), but one name may not
+    come to mean two things: a model name@revision whose files or hub commit differ from what the
+    folder's results were computed on is refused, saying what differs."""
+    before = (read_manifest(run_dir) or {}).get("models") or {}
+    for key, now in model_records(plan).items():
+        old = before.get(key)
+        if old is not None and old.get("content") != now["content"]:
+            raise UserError(f"model {key} now points at other weights than the results in {str(run_dir)!r} "
+                            f"({_what_differs(old, now)}); give it a new name in the sweep, or pass a new "
+                            f"folder with --out")
 
 
 def new_manifest(plan: Plan) -> dict[str, Any]:
     """Everything about a run that is known before its first shard: the one place it is assembled."""
     sweep = plan.sweep
-    return {"sweep": sweep_record(sweep), "identity": sweep_identity(sweep),
+    return {"sweep": sweep_record(sweep), "models": model_records(plan),
             "versions": package_versions(), "git_commit": git_commit(),
             "environment": recorded_environment(dict(os.environ)),
             "tasks": {n: {"num_fewshot": b.num_fewshot, "output_type": b.output_type,

@@ -41,6 +41,11 @@ TMP_PREFIX = ".tmp-"
 STALE_TEMP_SECONDS = 15 * 60
 SHARD_KEY = b"harness.shard_key"  # Parquet metadata of a shard file: which shard, how many rows
 SHARD_ROWS = b"harness.rows"
+# Shard files of earlier sweeps that the current one does not plan: kept (a sweep that returns to
+# them reuses them) but outside requests/, so that nothing a user reads holds them.
+RETIRED = ".retired"
+# What `harness analyze` derives from scores.parquet and samples/: stale once those change.
+DERIVED = ("fits.parquet", "bands.parquet", "backtest.parquet", "predictions.parquet", "report.md", "plots")
 
 
 def safe_name(text: str) -> str:
@@ -280,3 +285,67 @@ def write_shard(run_dir: Path, shard: Shard, rows: list[dict]) -> None:
     table = table_from_rows(full, REQUESTS_SCHEMA)
     stamp = {SHARD_KEY: shard.key.encode(), SHARD_ROWS: str(shard.n_requests).encode()}
     write_atomic(table.replace_schema_metadata(stamp), shard_file(run_dir, shard))
+
+
+def _move(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(source, target)  # one file system: a rename, so a reader sees it here or there
+
+
+def _prune_empty(folder: Path) -> None:
+    for sub in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        try:
+            sub.rmdir()
+        except OSError:
+            pass  # not empty
+
+
+def retire_unplanned(run_dir: Path, shards: Iterable[Shard]) -> tuple[int, int]:
+    """Make requests/ hold the planned shards' files only, so that a run folder grows.
+
+    A shard file under requests/ that the plan does not name (a model, task or limit no longer in
+    the sweep) moves to RUN_DIR/.retired/requests/ at the same relative path; a planned shard whose
+    file waits there moves back (and is then checked like any other). Returns (retired, restored).
+    """
+    run_dir = Path(run_dir)
+    planned = {shard_file(run_dir, s) for s in shards}
+    retired = restored = 0
+    for path in parquet_files(run_dir / "requests"):
+        if path not in planned:
+            _move(path, run_dir / RETIRED / path.relative_to(run_dir))
+            retired += 1
+    if (run_dir / RETIRED).is_dir():
+        for path in planned:
+            kept = run_dir / RETIRED / path.relative_to(run_dir)
+            if not path.exists() and kept.is_file():
+                _move(kept, path)
+                restored += 1
+        _prune_empty(run_dir / RETIRED)
+    if retired:
+        _prune_empty(run_dir / "requests")
+    return retired, restored
+
+
+def remove_samples_except(run_dir: Path, keep: Iterable[Path]) -> int:
+    """Delete the samples files that the current scores do not describe (a model or task left the
+    sweep, or its shards are incomplete now); they are derived from shard files, never the only copy."""
+    keep = {Path(p) for p in keep}
+    gone = 0
+    for path in parquet_files(Path(run_dir) / "samples"):
+        if path not in keep:
+            path.unlink(missing_ok=True)
+            gone += 1
+    if gone:
+        _prune_empty(Path(run_dir) / "samples")
+    return gone
+
+
+def remove_derived(run_dir: Path) -> None:
+    """Delete what an analysis derived from older scores (it is rerun from the new ones)."""
+    for name in DERIVED:
+        path = Path(run_dir) / name
+        if path.is_dir():
+            for item in path.glob("*.png"):
+                item.unlink(missing_ok=True)
+        else:
+            path.unlink(missing_ok=True)

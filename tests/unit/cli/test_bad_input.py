@@ -130,14 +130,13 @@ def test_bad_inputs_answer_one_line_and_exit_2(tiny_world, tmp_path):
 
 
 @pytest.mark.slow
-def test_results_of_another_sweep_are_not_mixed(tiny_world, tmp_path):
+def test_a_run_into_an_import_folder_is_refused(tiny_world, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    manifest = {"identity": {"models": [["other", "/elsewhere"]], "seed": 1, "backend": "hf"},
-                "sweep": {"source": "other.yaml"}, "status": "done"}
+    manifest = {"kind": "import", "sweep": {"source": "harness import"}, "sources": []}
     (out / "manifest.json").write_text(json.dumps(manifest))
     before = (out / "manifest.json").read_text()
     proc = _harness("--models", str(tiny_world["small"]), "--tasks", "tiny_mc", "--include-path",
                     str(tiny_world["tasks"]), "--out", str(out), cwd=REPO_ROOT)
-    assert proc.returncode == 2 and "different sweep" in proc.stderr
+    assert proc.returncode == 2 and "holds results of `harness import`" in proc.stderr
     assert (out / "manifest.json").read_text() == before

@@ -22,7 +22,7 @@ def _argv(world, out) -> list[str]:
 
 def _fail_in_finalize(monkeypatch, error: Exception) -> None:
     """Scoring "succeeds" without Ray; writing the samples and scores then raises `error`."""
-    monkeypatch.setattr(run_module, "execute", lambda *args: True)
+    monkeypatch.setattr(run_module, "execute", lambda *args: None)  # None: every shard done
 
     def finalize(*args, **kwargs):
         raise error

@@ -139,6 +139,7 @@ def test_errors_are_one_line_exit_2_and_write_nothing(tmp_path, capsys):
                                    "config": {"model_args": "pretrained=org/mystery-3b"}}))
     err = _refused(capsys, out, unknown, match="size of org/mystery-3b@main is not known")
     assert str(unknown) in err and "--meta" in err
+    assert not out.exists()  # refused after the folder was made and locked: removed again
     readme = tmp_path / "README.json"
     readme.write_text('{"title": "not a result"}')
     _refused(capsys, out, PYTHIA / "pythia-70m" / "zero-shot" / "70m_step0.json", readme, match="not a result")
@@ -183,7 +184,7 @@ def test_folders_of_harness_run_are_not_mixed_with_imports_either_way(tmp_path, 
     imported = tmp_path / "imported"
     assert _import(PYTHIA / "pythia-70m" / "zero-shot" / "70m_step0.json", "--out", imported) == 0
     sweep = sweep_from_mapping({"models": ["EleutherAI/pythia-70m"], "tasks": ["piqa"], "output": str(imported)}, "t")
-    with pytest.raises(UserError, match="different sweep"):
+    with pytest.raises(UserError, match="holds results of `harness import`"):
         check_output_dir(sweep)
 
 
@@ -199,3 +200,15 @@ def test_an_analysis_failure_keeps_the_import_and_exits_3(tmp_path, capsys, monk
     err = capsys.readouterr().err
     assert "analysis failed (RuntimeError: a bug in the analysis)" in err and "harness analyze" in err
     assert len(pd.read_parquet(out / "scores.parquet")) == 14
+
+
+def test_an_import_holds_the_folder_as_a_run_does(tmp_path, capsys):
+    from harness.results.lock import run_lock
+
+    source = PYTHIA / "pythia-70m" / "zero-shot" / "70m_step0.json"
+    out = tmp_path / "held"
+    out.mkdir()
+    with run_lock(out):  # a live driver (this process) holds it
+        err = _refused(capsys, out, source, match="is in use by pid")
+    assert "--out" in err and not (out / "scores.parquet").exists()
+    assert _import(source, "--out", out) == 0 and not (out / ".lock").exists()  # released after
