@@ -86,6 +86,9 @@ class Sweep:
     max_attempts: int = 3
     workers: int | None = None
     address: str | None = None
+    # Where the results live when `output` is only their working copy: the bucket URL of
+    # `--out s3://...` (harness.results.mirror), recorded in the manifest.
+    location: str | None = None
     source: str = field(default="<flags>", compare=False)
 
     @property

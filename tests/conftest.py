@@ -24,3 +24,12 @@ def tiny_world(tmp_path_factory):
     large = tiny.build_model(root / "models" / "tiny-l", tokenizer, hidden=64, layers=2, seed=2)
     tasks = tiny.build_tasks(root / "tasks")
     return {"root": root, "small": small, "large": large, "tasks": tasks}
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """A real S3 server (moto) on 127.0.0.1 for the session (tests/s3_server.py)."""
+    from tests.s3_server import S3Server
+
+    with S3Server() as server:
+        yield server

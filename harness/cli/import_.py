@@ -27,8 +27,9 @@ def register(subparsers) -> None:
                                           "made elsewhere, so that `harness analyze RUN_DIR` reads them.",
                               epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sources", nargs="+", type=Path, metavar="SRC", help="result files or folders of them")
-    p.add_argument("--out", type=Path, required=True, metavar="RUN_DIR",
-                   help="run folder to write (new, or one written by an earlier import)")
+    p.add_argument("--out", required=True, metavar="RUN_DIR",
+                   help="run folder to write (new, or one written by an earlier import), or a bucket URL "
+                        "(s3://..., gs://...)")
     p.add_argument("--meta", type=Path, metavar="META.yaml", help="sizes and tokens of models no file or family gives")
     p.add_argument("--no-analyze", action="store_true", help="skip fits, plots and report")
     p.set_defaults(func=cmd_import)
@@ -37,11 +38,14 @@ def register(subparsers) -> None:
 def cmd_import(args: argparse.Namespace) -> int:
     from harness.ingest.importer import import_sources, summary_line
 
-    summary = import_sources(args.sources, args.out, args.meta, log=print)
-    print(summary_line(summary))
-    if args.no_analyze:
-        return 0
-    return 0 if analyze_imported(args.out) else EXIT_ANALYSIS_FAILED
+    from harness.results.mirror import working_folder
+
+    with working_folder(args.out) as run_dir:  # a bucket: its working copy, uploaded at the end
+        summary = import_sources(args.sources, run_dir, args.meta, log=print)
+        print(summary_line(summary))
+        if args.no_analyze:
+            return 0
+        return 0 if analyze_imported(run_dir) else EXIT_ANALYSIS_FAILED
 
 
 def analyze_imported(run_dir: Path) -> bool:

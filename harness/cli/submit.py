@@ -65,6 +65,17 @@ def _passed_flags(args: argparse.Namespace) -> list[str]:
     return words
 
 
+# Where a bucket is and which region: travels with the job when --out names a bucket. Credentials
+# never do (a job's environment is shown by the dashboard): the cluster's nodes bring their own.
+_BUCKET_SETTINGS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION")
+
+
+def _bucket_settings(out: str | None) -> dict[str, str]:
+    from harness.results.remote import is_remote
+
+    return {k: os.environ[k] for k in _BUCKET_SETTINGS if k in os.environ} if out and is_remote(out) else {}
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     from harness.errors import UserError
     from harness.engine.submit import JobRequest, follow, project_path, run_entrypoint, runtime_env, submit
@@ -82,7 +93,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         sweep = sweep_from_args(local)
         run_args = ([project_path(args.sweep, "sweep file")] if args.sweep else []) + _passed_flags(args)
         entrypoint = run_entrypoint(run_args, args.out or sweep.output or f"results/{sweep.name}")
-    request = JobRequest(entrypoint, runtime_env(), args.submission_id)
+    request = JobRequest(entrypoint, runtime_env(_bucket_settings(args.out)), args.submission_id)
     job_id = submit(args.address, request)
     print(job_id)
     sys.stdout.flush()

@@ -15,6 +15,7 @@ import sys
 import time
 import traceback
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 from harness.config import Sweep
@@ -26,6 +27,8 @@ from harness.plan.preflight import preflight
 from harness.plan.shards import Plan, Shard, build_plan
 from harness.results.finalize import finalize, headline_table
 from harness.results.lock import run_lock
+from harness.results.mirror import working_folder
+from harness.results.remote import is_remote
 from harness.results.manifest import (MANIFEST, ManifestRecorder, check_output_dir, check_same_models, failed_line,
                                       read_manifest, write_manifest)
 from harness.results.store import (RETIRED, remove_stale_temps, retire_unplanned, write_text_atomic,
@@ -171,20 +174,30 @@ def run_command(sweep: Sweep, analyze: bool = True, stream=None) -> int:
     does (exit 143) and an unexpected error ending in one line, RUN_DIR/error.log and exit 4 (a
     raw traceback and exit 1 read as "finished with failed shards")."""
     stream = stream or sys.stderr
+    with SigtermAsInterrupt():  # before the bucket's pull: a SIGTERM then must end in its last push too
+        try:
+            if not is_remote(sweep.output or ""):
+                return _run_command(sweep, analyze, stream)
+            with working_folder(sweep.output, stream) as local:
+                return _run_command(replace(sweep, output=str(local), location=sweep.output), analyze, stream)
+        except KeyboardInterrupt as stop:  # while pulling the bucket: nothing of this run is written yet
+            print(f"harness: {_stopped_by(stop)}; run the same command to resume", file=stream)
+            return _stop_code(stop)
+
+
+def _run_command(sweep: Sweep, analyze: bool, stream) -> int:
     run_dir = sweep.output_dir
     before = _manifest_stamp(run_dir)
-    with SigtermAsInterrupt():
-        try:
-            code = run_sweep(sweep, analyze, stream)
-        except UserError:
-            raise  # bad input: the CLI's one line and exit 2
-        except KeyboardInterrupt as stop:  # outside scoring (planning, finalize), which handles its own
-            _mark_manifest(run_dir, before, "interrupted")
-            print(f"harness: {_stopped_by(stop)}; run the same command to resume", file=stream)
-            code = _stop_code(stop)
-        except Exception as exc:  # noqa: BLE001 - the top of the run: every other failure ends here
-            return internal_error(exc, run_dir, before, stream)
-    return code
+    try:
+        return run_sweep(sweep, analyze, stream)
+    except UserError:
+        raise  # bad input: the CLI's one line and exit 2
+    except KeyboardInterrupt as stop:  # outside scoring (planning, finalize), which handles its own
+        _mark_manifest(run_dir, before, "interrupted")
+        print(f"harness: {_stopped_by(stop)}; run the same command to resume", file=stream)
+        return _stop_code(stop)
+    except Exception as exc:  # noqa: BLE001 - the top of the run: every other failure ends here
+        return internal_error(exc, run_dir, before, stream)
 
 
 def internal_error(exc: Exception, run_dir: Path, before: tuple | None, stream) -> int:
