@@ -67,8 +67,11 @@ class Driver:
 
     def __init__(self, plan: Plan, run_dir: Path, progress: Progress, state: RunState,
                  on_shard_done=None, *, worker_cls: type | None = None,
-                 gpu_memory_bytes: int | None = None, start_timeout_s: float | None = None) -> None:
+                 gpu_memory_bytes: int | None = None, start_timeout_s: float | None = None,
+                 feed=None, on_new_shards=None) -> None:
         self.plan, self.sweep, self.run_dir = plan, plan.sweep, run_dir
+        # More shards while the loop runs: tasks still being built (`engine.feed.ShardFeed`).
+        self.feed, self.on_new_shards = feed, on_new_shards or (lambda shards: None)
         self.progress, self.state = progress, state
         self.on_shard_done = on_shard_done or (lambda: None)
         self.models = {m.key: m for m in plan.model_revisions}
@@ -119,21 +122,39 @@ class Driver:
             for model in self.layout.order:
                 if self.queue.queued(model) and self.replicas.pool.fits(self.layout.specs[model]):
                     self._start(model)
-            while self.queue or any(r.shard is not None for r in self.replicas.all()):
+            while self.queue or any(r.shard is not None for r in self.replicas.all()) or self._more_coming():
                 self._step()
         finally:
             self.state.scoring_ended = time.monotonic()
             for replica in self.replicas.all():
                 self.replicas.stop(replica)
 
+    def _more_coming(self) -> bool:
+        return self.feed is not None and not self.feed.done
+
+    def _take_new(self) -> None:
+        """The shards of tasks built since the last step join the queue."""
+        if not self._more_coming():
+            return
+        shards = self.feed.take()
+        self.by_key.update((s.key, s) for s in shards)
+        for shard in shards:
+            self.queue.push(_item(shard))
+        if shards:
+            self.on_new_shards(shards)
+
     def _make_layout(self, pending: list[Shard]) -> Layout:
-        models = {s.model_revision.key for s in pending}
+        """Every model revision of the plan gets a replica spec, also those whose shards are still
+        being built; their memory is sized from the shards known so far."""
+        models = {m.key for m in self.plan.model_revisions} if self.feed else {s.model_revision.key for s in pending}
         if self.sweep.device == "cpu" or ray_cluster.cluster_gpus() <= 0:
             return cpu_layout(models, self.sweep.workers)
         memory = self.gpu_memory_bytes = self.gpu_memory_bytes or ray_cluster.probe_gpu_memory_bytes()
-        costs = replica_costs(((s.model_revision.key, s.model_revision.n_params_estimate,
-                                s.model_revision.spec.dtype, s.est_tokens) for s in pending),
-                              self.sweep.batch_size, memory)
+        known, longest = {s.model_revision.key for s in pending}, max(s.est_tokens for s in pending)
+        rows = [(s.model_revision.key, s.model_revision.n_params_estimate, s.model_revision.spec.dtype, s.est_tokens)
+                for s in pending] + [(m.key, m.n_params_estimate, m.spec.dtype, longest)
+                                     for m in self.plan.model_revisions if m.key in models - known]
+        costs = replica_costs(rows, self.sweep.batch_size, memory)
         return gpu_layout(costs, ray_cluster.live_cluster(memory), self.sweep.workers)
 
     def _event(self, event: str, **details: Any) -> None:
@@ -146,9 +167,13 @@ class Driver:
 
         if time.monotonic() - self.refreshed > REFRESH_S:
             self._refresh()
+        self._take_new()
         self._dispatch_idle()
         self._grow()
         if not self.replicas.waiting:
+            if self._more_coming() and not self.queue:
+                time.sleep(0.2)  # everything queued is done; the next task is still being built
+                return
             self._wait_for_capacity()
             return
         self.stalled_since = None
@@ -182,8 +207,8 @@ class Driver:
             if replica.ready and replica.shard is None:
                 if self.queue.queued(replica.model):
                     self._give(replica)
-                elif not self._switch(replica):
-                    self.replicas.stop(replica)
+                elif not self._switch(replica) and not self._more_coming():
+                    self.replicas.stop(replica)  # kept while tasks are built: its model has more to come
 
     def _grow(self) -> None:
         """Start replicas on free resources for the models `choose_model` picks."""

@@ -86,6 +86,14 @@ class Progress:
         """Restart the clock when scoring starts (Ray and model start-up are not scoring)."""
         self.started = time.monotonic()
 
+    def add(self, shards_per_model: Counter, requests_per_model: Counter) -> None:
+        """More work: the shards of a task built while others are scored (`engine.feed`)."""
+        self.per_model_total.update(shards_per_model)
+        self.total += sum(shards_per_model.values())
+        if self.per_model_requests is not None:
+            self.per_model_requests.update(requests_per_model)
+        self.requests_total += sum(requests_per_model.values())
+
     def update(self, model: str, requests: int, failed: bool = False) -> None:
         self.per_model_done[model] += 1
         self.per_model_requests_done[model] += requests

@@ -19,20 +19,21 @@ from dataclasses import replace
 from pathlib import Path
 
 from harness.config import Sweep
+from harness.engine.feed import ShardFeed
 from harness.engine.progress import Progress
 from harness.engine.signals import SigtermAsInterrupt, Terminated
 from harness.engine.state import RunState
 from harness.errors import UserError, first_line
 from harness.plan.preflight import preflight
-from harness.plan.shards import Plan, Shard, build_plan
+from harness.plan.shards import Plan, Shard, plan_models
 from harness.results.finalize import finalize, headline_table
 from harness.results.lock import run_lock
 from harness.results.mirror import working_folder
 from harness.results.remote import is_remote
 from harness.results.manifest import (MANIFEST, ManifestRecorder, check_output_dir, check_same_models, failed_line,
                                       read_manifest, write_manifest)
-from harness.results.store import (RETIRED, remove_stale_temps, retire_unplanned, write_text_atomic,
-                                   written_shards)
+from harness.results.store import (RETIRED, remove_empty_folder, remove_stale_temps, retire_unplanned,
+                                   write_text_atomic)
 
 EXIT_FAILED_SHARDS = 1
 EXIT_ANALYSIS_FAILED = 3
@@ -45,36 +46,45 @@ def run_sweep(sweep: Sweep, analyze: bool = True, stream=None) -> int:
     stream = stream or sys.stderr
     started = time.monotonic()
     run_dir = check_output_dir(sweep)
-    plan = build_plan(sweep)
+    revisions, finals, fingerprints = plan_models(sweep)  # model errors first, before any task is built
+    plan = Plan(sweep, {}, revisions, [], fingerprints)  # its tasks and shards arrive from the feed
     preflight(plan)
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
-    with run_lock(run_dir, stream):  # a second driver on this folder stops here, naming this one
-        return _write_run(plan, run_dir, analyze, stream, started)
+    try:
+        with run_lock(run_dir, stream):  # a second driver on this folder stops here, naming this one
+            return _write_run(plan, finals, run_dir, analyze, stream, started)
+    except UserError:
+        if created:
+            remove_empty_folder(run_dir)  # bad input (a task that does not build) leaves no folder behind
+        raise
 
 
-def _write_run(plan: Plan, run_dir: Path, analyze: bool, stream, started: float) -> int:
-    """Everything that reads and writes RUN_DIR's shards, under its lock: score the pending ones,
-    finalize, analyze."""
+def _write_run(plan: Plan, finals: set[str], run_dir: Path, analyze: bool, stream, started: float) -> int:
+    """Everything that reads and writes RUN_DIR's shards, under its lock: score the pending ones
+    as their tasks are built, finalize, analyze."""
     check_same_models(run_dir, plan)  # under the lock: the manifest it reads is not being rewritten
     _say_unresolved_commits(plan, stream)
-    retired, restored = retire_unplanned(run_dir, plan.shards)
-    if retired or restored:
-        print(f"harness: {retired} shard file(s) of an earlier sweep moved to {run_dir / RETIRED} (kept for reuse), "
-              f"{restored} brought back from there", file=stream)
-    reused = written_shards(run_dir, plan.shards)
-    pending = [s for s in plan.shards if s.key not in reused]
-    print(f"harness: {len(plan.shards)} shards over {len(plan.model_revisions)} model revisions x "
-          f"{len(plan.tasks)} tasks; reusing {len(reused)} finished shards, running {len(pending)}", file=stream)
     remove_stale_temps(run_dir)  # left by a process killed mid-write; a live writer's stay
+    feed = ShardFeed(plan, finals, run_dir, stream).start()
+    try:
+        pending = feed.first()  # a task that does not build fails here, before the manifest is written
+    except BaseException:
+        feed.stop()
+        raise
     state = RunState()
-    recorder = ManifestRecorder(run_dir, plan, state, reused)
+    recorder = ManifestRecorder(run_dir, plan, state, feed.reused)
     recorder.save("running")
-    stopped = execute(plan, run_dir, pending, state, recorder, stream)
+    stopped = execute(plan, run_dir, pending, feed, state, recorder, stream)
     if stopped is not None:
         return stopped
+    retired = retire_unplanned(run_dir, plan.shards)  # the plan is whole now
+    if retired:
+        print(f"harness: {retired} shard file(s) of an earlier sweep moved to {run_dir / RETIRED} "
+              "(kept: a sweep that plans them again reuses them)", file=stream)
     scores = finalize(plan, run_dir, state.replicas)
     failed = recorder.failed()
-    recorder.save("failed" if failed else "done", timing=_timing(state, started))
+    recorder.save("failed" if failed else "done", timing=_timing(state, started, feed))
     print(headline_table(scores), file=stream)
     for entry in failed[:20]:
         print(failed_line(entry), file=stream)
@@ -93,34 +103,42 @@ def _say_unresolved_commits(plan: Plan, stream) -> None:
               "(offline, or not on the hub); their shards are keyed by the revision name only", file=stream)
 
 
-def execute(plan: Plan, run_dir: Path, pending: list[Shard], state: RunState, recorder: ManifestRecorder,
-            stream) -> int | None:
-    """Score the pending shards on Ray; None when done, the exit code when stopped by Ctrl-C or
-    SIGTERM (the written shards stay)."""
+def execute(plan: Plan, run_dir: Path, pending: list[Shard], feed: ShardFeed, state: RunState,
+            recorder: ManifestRecorder, stream) -> int | None:
+    """Score the pending shards on Ray, and those of the tasks the feed builds meanwhile; None when
+    done, the exit code when stopped by Ctrl-C or SIGTERM (the written shards stay)."""
     from harness.engine.driver import Driver
 
-    requests = Counter()
-    for shard in pending:
-        requests[shard.model_revision.key] += shard.n_requests
-    progress = Progress(Counter(s.model_revision.key for s in pending), sum(requests.values()),
-                        reused=len(recorder.reused), stream=stream, requests_per_model=requests)
+    progress = Progress(Counter(), 0, stream=stream, requests_per_model=Counter())
     try:
         if pending:
-            Driver(plan, run_dir, progress, state, recorder.shard_done).execute(pending)
+            _add_to(progress, pending)
+            driver = Driver(plan, run_dir, progress, state, recorder.shard_done, feed=feed,
+                            on_new_shards=lambda shards: _add_to(progress, shards))
+            driver.execute(pending)
             progress.close()
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM as `Terminated`
+        feed.stop()
         progress.close()
         recorder.save("interrupted")
         done = sum(o.status == "done" for o in state.outcomes.values())
         print(f"harness: {_stopped_by(stop)}; {done} shards written this run stay in {run_dir}; "
               "run the same command to resume", file=stream)
         return _stop_code(stop)
-    except Exception:
+    except BaseException:
+        feed.stop()
         progress.close()  # ends a terminal's progress line, so that the error's line stands alone
         raise
     finally:
         _shutdown_ray()
     return None
+
+
+def _add_to(progress: Progress, shards: list[Shard]) -> None:
+    requests = Counter()
+    for shard in shards:
+        requests[shard.model_revision.key] += shard.n_requests
+    progress.add(Counter(s.model_revision.key for s in shards), requests)
 
 
 def _shutdown_ray() -> None:
@@ -131,13 +149,14 @@ def _shutdown_ray() -> None:
             ray.shutdown()
 
 
-def _timing(state: RunState, started: float) -> dict:
+def _timing(state: RunState, started: float, feed: ShardFeed) -> dict:
     wall = time.monotonic() - started
     phase = (state.scoring_ended or 0) - (state.scoring_started or 0)
     busy = state.busy_seconds / (state.slots * phase) if state.slots and phase > 0 else None
     return {"wall_seconds": round(wall, 3), "scoring_phase_seconds": round(phase, 3),
             "shard_seconds": round(state.busy_seconds, 3), "slots": state.slots,
-            "busy_fraction": round(busy, 4) if busy is not None else None}
+            "busy_fraction": round(busy, 4) if busy is not None else None,
+            "first_shard_seconds": round(feed.first_shard_at - started, 3) if feed.first_shard_at else None}
 
 
 def _analyze(run_dir: Path, stream) -> bool:

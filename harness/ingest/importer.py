@@ -19,6 +19,7 @@ from harness.ingest.meta import load_meta
 from harness.ingest.records import Parsed
 from harness.ingest.sizes import check_folder_sizes, missing_nonembedding, resolve_sizes
 from harness.results.lock import run_lock
+from harness.results.store import remove_empty_folder
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ def import_sources(sources: Sequence[Path], run_dir: Path, meta: Path | None = N
             return _write(parsed, open_folder(run_dir), meta_models, log)
     except BaseException:
         if created:
-            _remove_if_empty(run_dir)
+            remove_empty_folder(run_dir)
         raise
 
 
@@ -69,13 +70,6 @@ class _LogStream:
 
     def flush(self) -> None:
         pass
-
-
-def _remove_if_empty(folder: Path) -> None:
-    try:
-        folder.rmdir()
-    except OSError:
-        pass  # something is in it: not ours to remove
 
 
 def _write(parsed: list[Parsed], folder, meta_models, log: Callable[[str], None]) -> ImportSummary:

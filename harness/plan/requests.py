@@ -1,7 +1,8 @@
 """Finding lm-eval tasks and building their requests once, exactly as `simple_evaluate` would.
 
 Few-shot contexts come from one RNG per task consumed document by document (lm-eval 0.4), so the
-requests are built once here with rank 0 / world size 1 and only then split into shards.
+requests are built once here with rank 0 / world size 1 and only then split into shards. Separate
+tasks have separate RNGs, so `plan.building` builds them in separate processes.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from harness.errors import UserError
 TARGET_REQUEST_IDX = -1
 
 
-def quiet_libraries() -> None:
-    """lm-eval and datasets log every task build; keep the terminal for our progress bar."""
+def quiet_libraries(transformers: bool = True) -> None:
+    """lm-eval and datasets log every task build; keep the terminal for our progress bar.
+    `transformers=False` leaves transformers unimported (a request builder never needs it)."""
     os.environ.setdefault("TQDM_DISABLE", "1")
     for name in ("lm-eval", "lm_eval", "datasets", "transformers", "accelerate"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -34,11 +36,13 @@ def quiet_libraries() -> None:
         datasets.logging.set_verbosity_error()
     except Exception:  # noqa: BLE001 - cosmetics only
         pass
+    if not transformers:
+        return
     try:
-        import transformers
+        import transformers as library
 
-        transformers.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
+        library.logging.set_verbosity_error()
+        library.utils.logging.disable_progress_bar()
     except Exception:  # noqa: BLE001
         pass
 
@@ -52,6 +56,8 @@ class BuiltTask:
     instances: list  # lm-eval Instances, including target-likelihood ones (request_idx -1)
     num_fewshot: int
     output_type: str
+    index: int = 0  # position among the sweep's tasks: plans list tasks in this order, whenever built
+    from_cache: bool = False
 
     def doc_ids(self) -> list[int]:
         return sorted({inst.doc_id for inst in self.instances})
@@ -108,10 +114,7 @@ def check_task_names(manager: Any, names: Sequence[str], include_paths: Sequence
 def load_tasks(names: Sequence[str], include_paths: Sequence[Path]) -> dict[str, Any]:
     """lm-eval Task objects by name. Groups are expanded to their member tasks."""
     quiet_libraries()
-    # Indexing lm-eval's ~15,000 built-in tasks takes 5-15 s; skip it when our folders suffice.
-    manager = task_manager(include_paths, include_defaults=False)
-    if not set(names) <= set(manager.all_tasks):
-        manager = task_manager(include_paths)
+    manager = manager_for(names, include_paths)
     check_task_names(manager, names, include_paths)
     try:
         loaded = manager.load(list(names))
@@ -121,6 +124,22 @@ def load_tasks(names: Sequence[str], include_paths: Sequence[Path]) -> dict[str,
         raise UserError(f"could not load tasks {', '.join(names)}: {type(exc).__name__}: "
                         f"{str(exc).splitlines()[0] if str(exc) else ''} (check the task YAML and its data files)") from None
     return dict(loaded["tasks"])
+
+
+def manager_for(names: Sequence[str], include_paths: Sequence[Path], managers: dict | None = None) -> Any:
+    """A TaskManager of our folders alone when they know `names`, else with lm-eval's built-in tasks
+    too (indexing its ~15,000 tasks takes 5-15 s). `managers` keeps those made, for a process that
+    loads tasks again and again (a request builder)."""
+    managers = {} if managers is None else managers
+    folders = tuple(str(p) for p in include_paths)
+
+    def made(include_defaults: bool) -> Any:
+        if (folders, include_defaults) not in managers:
+            managers[folders, include_defaults] = task_manager(include_paths, include_defaults=include_defaults)
+        return managers[folders, include_defaults]
+
+    ours = made(False)
+    return ours if set(names) <= set(ours.all_tasks) else made(True)
 
 
 def resolve_num_fewshot(task: Any, requested: int | None) -> int:
@@ -133,10 +152,22 @@ def resolve_num_fewshot(task: Any, requested: int | None) -> int:
 
 def build_requests(name: str, task: Any, num_fewshot: int | None, limit: int | None, seed: int) -> BuiltTask:
     """Build every request of a task once (rank 0 of 1) and add the target-likelihood requests."""
+    return build_prepared(name, task, prepare_task(name, task, num_fewshot, seed), limit, seed)
+
+
+def prepare_task(name: str, task: Any, num_fewshot: int | None, seed: int) -> int:
+    """Set the task's num_fewshot (simple_evaluate's rule) and few-shot seed, as a build would;
+    returns the shots. A cache key is taken after this, from the task as it will be built."""
     shots = resolve_num_fewshot(task, num_fewshot)
     task.set_config(key="num_fewshot", value=shots)
     task.set_fewshot_seed(seed=seed)
     _check_fewshot_pool(name, task, shots)
+    return shots
+
+
+def build_prepared(name: str, task: Any, shots: int, limit: int | None, seed: int) -> BuiltTask:
+    """Build a task `prepare_task` has set up (its num_fewshot and seed)."""
+    task.set_fewshot_seed(seed=seed)  # a fresh RNG, whatever ran since `prepare_task`
     try:
         task.build_all_requests(limit=limit, rank=0, world_size=1)
     except UserError:
@@ -144,7 +175,11 @@ def build_requests(name: str, task: Any, num_fewshot: int | None, limit: int | N
     except Exception as exc:  # noqa: BLE001 - bad data (missing fields) is user input
         raise UserError(f"task {name!r}: building requests failed: {type(exc).__name__}: "
                         f"{str(exc).splitlines()[0] if str(exc) else ''} (do the data rows have the fields the YAML reads?)") from None
-    instances = list(task.instances)
+    return _built(name, task, list(task.instances), shots)
+
+
+def _built(name: str, task: Any, instances: list, shots: int) -> BuiltTask:
+    """The checks every task's requests pass, and the harness's target requests added."""
     if not instances:
         raise UserError(f"task {name!r} has no documents; check its data files and split names")
     if any(inst.repeats != 1 for inst in instances):
@@ -181,3 +216,4 @@ def target_requests(task: Any, generation_instances: list) -> list:
                               arguments=(inst.args[0], f"{delimiter}{target}"),
                               idx=TARGET_REQUEST_IDX, metadata=inst.metadata))
     return extra
+

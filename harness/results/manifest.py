@@ -140,9 +140,13 @@ def new_manifest(plan: Plan) -> dict[str, Any]:
     sweep = plan.sweep
     return {"sweep": sweep_record(sweep), "models": model_records(plan),
             "versions": package_versions(), "git_commit": git_commit(),
-            "environment": recorded_environment(dict(os.environ)),
-            "tasks": {n: {"num_fewshot": b.num_fewshot, "output_type": b.output_type,
-                          "documents": len(b.doc_ids())} for n, b in plan.tasks.items()}}
+            "environment": recorded_environment(dict(os.environ)), "tasks": task_records(plan)}
+
+
+def task_records(plan: Plan) -> dict[str, dict[str, Any]]:
+    """The plan's tasks so far (a run's tasks arrive as they are built: `engine.feed`)."""
+    return {n: {"num_fewshot": b.num_fewshot, "output_type": b.output_type, "documents": len(b.doc_ids())}
+            for n, b in plan.tasks.items()}
 
 
 def shard_entries(plan: Plan, outcomes: Mapping[str, Any], reused: set[str]) -> list[dict]:
@@ -180,6 +184,7 @@ class ManifestRecorder:
         self.manifest.update(status=status, replicas=self.state.replicas, cluster=self.state.resources,
                              events=self.state.events, **extra)
         self.manifest["shards"] = shard_entries(self.plan, self.state.outcomes, self.reused)
+        self.manifest["tasks"] = task_records(self.plan)
         write_manifest(self.run_dir, self.manifest)
         self.last_write = time.monotonic()
 

@@ -300,30 +300,49 @@ def _prune_empty(folder: Path) -> None:
             pass  # not empty
 
 
-def retire_unplanned(run_dir: Path, shards: Iterable[Shard]) -> tuple[int, int]:
-    """Make requests/ hold the planned shards' files only, so that a run folder grows.
+def remove_empty_folder(folder: Path) -> None:
+    """Remove `folder` if nothing but empty folders is left in it (a run refused before writing)."""
+    folder = Path(folder)
+    if folder.is_dir():
+        _prune_empty(folder)
+        try:
+            folder.rmdir()
+        except OSError:
+            pass  # something is in it: not ours to remove
 
-    A shard file under requests/ that the plan does not name (a model, task or limit no longer in
-    the sweep) moves to RUN_DIR/.retired/requests/ at the same relative path; a planned shard whose
-    file waits there moves back (and is then checked like any other). Returns (retired, restored).
-    """
+
+def retire_unplanned(run_dir: Path, shards: Iterable[Shard]) -> int:
+    """Make requests/ hold the planned shards' files only, so that a run folder grows: a shard
+    file there that the plan does not name (a model, task or limit no longer in the sweep) moves
+    to RUN_DIR/.retired/requests/ at the same relative path. Returns how many moved."""
     run_dir = Path(run_dir)
     planned = {shard_file(run_dir, s) for s in shards}
-    retired = restored = 0
+    retired = 0
     for path in parquet_files(run_dir / "requests"):
         if path not in planned:
             _move(path, run_dir / RETIRED / path.relative_to(run_dir))
             retired += 1
-    if (run_dir / RETIRED).is_dir():
-        for path in planned:
-            kept = run_dir / RETIRED / path.relative_to(run_dir)
-            if not path.exists() and kept.is_file():
-                _move(kept, path)
-                restored += 1
-        _prune_empty(run_dir / RETIRED)
     if retired:
         _prune_empty(run_dir / "requests")
-    return retired, restored
+    return retired
+
+
+def restore_retired(run_dir: Path, shards: Iterable[Shard]) -> int:
+    """Bring back from RUN_DIR/.retired/ the files of these planned shards (an earlier sweep into
+    the folder retired them); they are then checked like any other. Returns how many came back."""
+    run_dir = Path(run_dir)
+    if not (run_dir / RETIRED).is_dir():
+        return 0
+    restored = 0
+    for shard in shards:
+        path = shard_file(run_dir, shard)
+        kept = run_dir / RETIRED / path.relative_to(run_dir)
+        if not path.exists() and kept.is_file():
+            _move(kept, path)
+            restored += 1
+    if restored:
+        _prune_empty(run_dir / RETIRED)
+    return restored
 
 
 def remove_samples_except(run_dir: Path, keep: Iterable[Path]) -> int:

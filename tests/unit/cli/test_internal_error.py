@@ -64,10 +64,10 @@ def test_an_error_before_the_run_writes_its_manifest_leaves_the_earlier_one(tiny
     earlier = {"status": "done", "shards": []}
     (out / "manifest.json").write_text(json.dumps(earlier))
 
-    def build_plan(sweep):
+    def plan_models(sweep):
         raise ValueError("planner bug")
 
-    monkeypatch.setattr(run_module, "build_plan", build_plan)
+    monkeypatch.setattr(run_module, "plan_models", plan_models)
     assert main(_argv(tiny_world, out)) == 4
     assert capsys.readouterr().err.strip().endswith(f"ValueError: planner bug; traceback in {out / 'error.log'}")
     assert json.loads((out / "manifest.json").read_text()) == earlier

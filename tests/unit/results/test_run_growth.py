@@ -11,7 +11,8 @@ from harness.config import sweep_from_mapping
 from harness.errors import UserError
 from harness.plan.shards import build_plan
 from harness.results.manifest import check_same_models, new_manifest, write_manifest
-from harness.results.store import RETIRED, read_table, retire_unplanned, shard_file, write_shard, written_shards
+from harness.results.store import (RETIRED, read_table, restore_retired, retire_unplanned, shard_file, write_shard,
+                                   written_shards)
 
 
 def _plan(tiny_world, model, limit: int, name: str = "tiny"):
@@ -31,14 +32,16 @@ def test_unplanned_shards_leave_requests_and_come_back(tiny_world, tmp_path):
     wide, narrow = _plan(tiny_world, tiny_world["small"], 6), _plan(tiny_world, tiny_world["small"], 2)
     _write_all(run, wide)
     assert {s.key for s in narrow.shards} < {s.key for s in wide.shards}  # a smaller limit keeps the first shards
-    assert retire_unplanned(run, narrow.shards) == (len(wide.shards) - len(narrow.shards), 0)
+    assert retire_unplanned(run, narrow.shards) == len(wide.shards) - len(narrow.shards)
     # What a user globs over requests/ is the current sweep's rows, once each.
     assert len(read_table(run / "requests")) == sum(s.n_requests for s in narrow.shards)
     gone = [s for s in wide.shards if s not in narrow.shards]
     assert all((run / RETIRED / shard_file(run, s).relative_to(run)).is_file() for s in gone)
-    assert retire_unplanned(run, narrow.shards) == (0, 0)  # idempotent
+    assert retire_unplanned(run, narrow.shards) == 0  # idempotent
+    assert restore_retired(run, narrow.shards) == 0  # theirs are in place
     # The wider sweep again: its shards come back from .retired and are reused, nothing recomputed.
-    assert retire_unplanned(run, wide.shards) == (0, len(gone))
+    assert restore_retired(run, wide.shards) == len(gone)
+    assert retire_unplanned(run, wide.shards) == 0
     assert written_shards(run, wide.shards) == {s.key for s in wide.shards}
     assert not any((run / RETIRED).rglob("*.parquet"))
 
