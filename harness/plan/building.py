@@ -168,8 +168,13 @@ def _build_order(jobs: list[_Job]) -> list[_Job]:
 
 
 def _processes(missing: list[_Job], workers: int | None) -> int:
-    """Builder processes: `workers` if given; else one per usable CPU, when the build is big enough
-    to pay for starting them; never more than tasks to build."""
+    """Builder processes: `workers` if given, else $HARNESS_BUILD_WORKERS if set; else one per usable
+    CPU, when the build is big enough to pay for starting them; never more than tasks to build."""
+    if workers is None and os.environ.get("HARNESS_BUILD_WORKERS", "").strip():
+        try:
+            workers = int(os.environ["HARNESS_BUILD_WORKERS"])
+        except ValueError:
+            raise UserError("HARNESS_BUILD_WORKERS must be a whole number of processes") from None
     if workers is None:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         workers = cpus if sum(map(_renderings, missing)) >= PARALLEL_MIN_RENDERINGS else 1

@@ -66,6 +66,21 @@ def _assert_parity(scores: pd.DataFrame, reference: dict, rel_tol: float = 1e-9)
     return compared
 
 
+def test_scores_equal_simple_evaluate_with_tasks_built_in_processes_and_then_cached(tiny_world, reference, tmp_path,
+                                                                                    monkeypatch, capsys):
+    """Cold: every task built in its own process (each with its own seeded sampler); warm: every
+    task's requests loaded from the request cache. Both score exactly as lm-eval does."""
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("HARNESS_BUILD_WORKERS", "3")
+    for attempt, said in (("cold", "building the requests of 3 task(s) in 3 processes"),
+                          ("warm", "requests: 3 task(s) from the cache, 0 built")):
+        out = tmp_path / attempt
+        capsys.readouterr()
+        assert _run(tiny_world, out, "--backend", "hf") == 0
+        assert said in capsys.readouterr().err, attempt
+        assert _assert_parity(pd.read_parquet(out / "scores.parquet"), reference) >= 6, attempt
+
+
 @pytest.mark.parametrize("workers,backend", [(1, "hf"), (2, "hf"), (2, "fast")])
 def test_scores_equal_simple_evaluate(tiny_world, reference, tmp_path, workers, backend):
     """hf is lm-eval's own HFLM: bit-for-bit. fast (the default) computes the same log-likelihoods
