@@ -12,13 +12,14 @@ safetensors: planning reads no weights, only their headers and hashes).
 
 Each phase runs in a fresh process (imports included, as a real start pays them), one after another:
   lm-eval   load the group's tasks, then `build_all_requests` of each, one process (the baseline);
-  cold      `iter_built_tasks` + `task_shards` with an empty request cache: builder processes, early flow;
+  cold      `engine.feed.ShardFeed` (what `harness run` runs: `iter_built_tasks` on a thread, each task's
+            shards and pending check as soon as it is built) with an empty request cache;
   warm      the same with the cache the cold phase left;
   harness   the harness's own planning (shard splitting and keys for every checkpoint, the pending
             check) on --harness-docs 4-choice documents x the checkpoints (1.2M requests by default),
             against the code before this change (kept below as `_before_task_shards`).
-"First shard" is the moment the first task's shards exist and their pending check is done, i.e.
-what a driver could dispatch; "last request built" the moment the last task's requests exist.
+"First shard" is the moment `ShardFeed.first()` returns the first task's pending shards, which the
+driver dispatches next (Ray's own start-up, ~4 s here, comes on top for every phase alike); "last request built" the moment the last task's requests exist.
 Peak memory: the peak resident set size (getrusage ru_maxrss) of the phase's process, and of its
 largest builder process (RUSAGE_CHILDREN).
 """
