@@ -62,7 +62,10 @@ def make_all(plot_dir: Path, outcomes, verdicts, backtests) -> list[Path]:
         if o.law == "power_law" and s.metric in ("bits_per_byte", "nll_per_token"):
             paths.append(_loss_plot(plt, plot_dir / f"{_slug('loss', s.task, s.metric)}.png", o, bt.get((s.task, s.metric))))
         elif o.law == "chinchilla":
+            from harness.analysis.plot_isoflop import isoflop_plot  # it draws with this module's helpers
+
             paths.append(_chinchilla_plot(plt, plot_dir / f"{_slug('tokens', s.task, s.metric)}.png", o))
+            paths.append(isoflop_plot(plt, plot_dir / f"{_slug(s.task)}_isoflop.png", o))
     for v in verdicts:
         sig = next((o for o in outcomes if o.law == "sigmoid" and o.series.task == v.task
                     and o.series.metric == v.discrete_metric), None)

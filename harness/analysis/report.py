@@ -15,7 +15,9 @@ import pandas as pd
 from harness.analysis import answers
 from harness.analysis.answers import num as _num
 from harness.analysis.answers import table as _table
+from harness.analysis.frontier import DERIVED_LAWS
 from harness.analysis.laws import MIN_POINTS_MODEL_BOOTSTRAP
+from harness.analysis.report_frontier import frontier_section
 from harness.analysis.series import final_revisions
 from harness.results.store import write_text_atomic
 
@@ -54,7 +56,7 @@ def render_report(title: str, r: ReportInputs) -> str:
     lines += _scores_section(r.scores)
     lines += _fits_section(r.fits, level)
     lines += _emergence_section(r.verdicts, r.fits, level)
-    lines += _chinchilla_section(r.fits)
+    lines += frontier_section(r.fits)
     lines += ["## Skipped", ""] + ([f"- {s}" for s in r.skipped] or ["(nothing)"]) + [""]
     lines += ["## Plots", ""]
     lines += [f"![{p.stem}](plots/{p.name})" for p in r.plots] or ["(no plots: nothing was fitted)"]
@@ -66,9 +68,9 @@ def _intro(has_samples: bool, level: float) -> list[str]:
     ci = (f"{pct} percentile intervals from a bootstrap over documents, paired across models (the same "
           "resampled documents for every model), refitting each resample."
           if has_samples else
-          "No per-document samples in the run: power-law and sigmoid fits on at least "
+          "No per-document samples in the run: power-law, sigmoid and L(N, D) fits on at least "
           f"{MIN_POINTS_MODEL_BOOTSTRAP} points get {pct} percentile intervals from a bootstrap over models "
-          "(the points themselves); other fits and emergence scores have no intervals.")
+          "(the points themselves); emergence scores have no intervals.")
     return ["## How the fits below were made", "", f"Read from `scores.parquet`{' and `samples/`' if has_samples else ''}. {ci} "
             "Sizes are non-embedding parameters; curves use each model's final checkpoint, except "
             "L(N, D), which uses every revision with a known token count.", ""]
@@ -95,7 +97,7 @@ def _scores_section(scores) -> list[str]:
 
 
 def _fits_section(fits, level: float) -> list[str]:
-    sub = fits[fits["law"] != "emergence"]
+    sub = fits[~fits["law"].isin(("emergence", *DERIVED_LAWS))]  # the derived rows have their own section
     rows = [[r.task, r.metric + (" (−y)" if r.transform == "negate" else ""), r.law, r.param, _num(r.estimate),
              f"[{_num(r.ci_low)}, {_num(r.ci_high)}]", _num(r.r2), _num(r.rmse), str(int(r.n_sizes)), r.note or ""]
             for r in sub.itertuples()]
@@ -139,20 +141,3 @@ def _score_text(fits, task: str, metric: str, value: float) -> str:
     r = fits[(fits["task"] == task) & (fits["metric"] == metric) & (fits["law"] == "emergence")]
     ci = f" [{_num(r.iloc[0].ci_low)}, {_num(r.iloc[0].ci_high)}]" if len(r) and np.isfinite(r.iloc[0].ci_low) else ""
     return f"{value:.3g}{ci}"
-
-
-def _chinchilla_section(fits) -> list[str]:
-    sub = fits[fits["law"] == "chinchilla"]
-    if sub.empty:
-        return []
-    out = ["## Compute-optimal frontier", ""]
-    for (task, metric), g in sub.groupby(["task", "metric"]):
-        est = dict(zip(g["param"], g["estimate"]))
-        if not bool(g["reliable"].all()):
-            out.append(f"- {task}/{metric}: none. The L(N, D) fit is unreliable ({g['note'].iloc[0]}), so no "
-                       "frontier is derived from it.")
-            continue
-        out.append(f"- {task}/{metric}: N_opt ∝ C^{est['N_opt_exponent']:.3f}, D_opt ∝ C^{est['D_opt_exponent']:.3f} "
-                   f"(Chinchilla's published fit gives 0.45 / 0.55); `harness compute --params N --run DIR` "
-                   "evaluates it at a budget.")
-    return out + [""]

@@ -43,21 +43,23 @@ CHUNK_ROWS = 192  # rows per block: (rows, points) temporaries stay in cache, ~3
 
 
 def huber_objective(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_l: np.ndarray,
-                    delta: float = HUBER_DELTA) -> tuple[np.ndarray, np.ndarray]:
+                    delta: float = HUBER_DELTA, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Sum of Huber losses of log residuals, and its gradient, for a (B, 5) batch of parameters.
 
-    log_l is (P,) or (B, P) (one loss vector per row, for bootstrap refits).
+    log_l is (P,) or (B, P) (one loss vector per row, for bootstrap refits); weights, None or (B, P),
+    multiply each point's Huber loss (a bootstrap over points: how often each point was drawn).
     """
     if theta.shape[0] <= CHUNK_ROWS:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            return _huber_block(theta, log_n, log_d, log_l, delta)
-    parts = [huber_objective(theta[i : i + CHUNK_ROWS], log_n, log_d,
-                             log_l if log_l.ndim == 1 else log_l[i : i + CHUNK_ROWS], delta)
-             for i in range(0, theta.shape[0], CHUNK_ROWS)]
+            return _huber_block(theta, log_n, log_d, log_l, delta, weights)
+    rows = [slice(i, i + CHUNK_ROWS) for i in range(0, theta.shape[0], CHUNK_ROWS)]
+    parts = [huber_objective(theta[r], log_n, log_d, log_l if log_l.ndim == 1 else log_l[r], delta,
+                             None if weights is None else weights[r])
+             for r in rows]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-def _huber_block(theta, log_n, log_d, log_l, delta):
+def _huber_block(theta, log_n, log_d, log_l, delta, weights=None):
     a, b, e, alpha, beta = (theta[:, i : i + 1] for i in range(5))
     # No max-shift in the log-sum-exp: exponents stay within a few hundred here, and a trial step
     # that overflows gives inf, which the line search rejects. Saves a third of the work.
@@ -67,9 +69,10 @@ def _huber_block(theta, log_n, log_d, log_l, delta):
     total = w1 + w2 + w3
     r = np.log(total) - log_l
     c = np.clip(r, -delta, delta)
+    c_w = c if weights is None else c * weights
     # scipy.special.huber: r^2/2 inside delta, delta (|r| - delta/2) outside; both equal c (r - c/2).
-    loss = (c * (r - 0.5 * c)).sum(axis=1)
-    dr = c / total  # d huber / d r times d r / d (w1 + w2 + w3)
+    loss = (c_w * (r - 0.5 * c)).sum(axis=1)
+    dr = c_w / total  # d huber / d r times d r / d (w1 + w2 + w3)
     p1, p2 = dr * w1, dr * w2
     basis_n = np.stack([np.ones_like(log_n), -log_n], axis=1)  # (P, 2): sums for d/da and d/dalpha
     basis_d = np.stack([np.ones_like(log_d), -log_d], axis=1)
@@ -177,18 +180,22 @@ def _capped_polish(theta: np.ndarray, batch, e_max: float) -> tuple[np.ndarray, 
     return np.minimum(r.x, [np.inf, np.inf, e_max, np.inf, np.inf]), float(r.fun)
 
 
-def fit_chinchilla_batch(n, d, losses, theta0) -> dict[str, np.ndarray]:
+def fit_chinchilla_batch(n, d, losses, theta0, weights=None) -> dict[str, np.ndarray]:
     """Refit many loss vectors (R, P) sharing n and d, each started from theta0 (a point fit's
-    `.theta`): the bootstrap's refits, all in one batched L-BFGS run. Returns arrays per parameter."""
+    `.theta`): the bootstrap's refits, all in one batched L-BFGS run. Returns arrays per parameter.
+    weights (R, P), optional: each point's multiplicity in row r (a bootstrap over the points)."""
     log_n, log_d = _positive_log(n, "n"), _positive_log(d, "d")
     losses = np.asarray(losses, dtype=float)
     if losses.ndim != 2 or not np.all(np.isfinite(losses)) or np.any(losses <= 0):
         raise ValueError("fit_chinchilla_batch: losses must be a finite, positive (R, P) array")
     log_l = np.log(losses)
+    w = None if weights is None else np.asarray(weights, dtype=float)
+    if w is not None and w.shape != log_l.shape:
+        raise ValueError(f"fit_chinchilla_batch: weights {w.shape} differ from losses {log_l.shape}")
 
     def batch(theta, rows):
         with np.errstate(over="ignore", invalid="ignore"):
-            return huber_objective(theta, log_n, log_d, log_l[rows])
+            return huber_objective(theta, log_n, log_d, log_l[rows], weights=None if w is None else w[rows])
 
     # Tight tolerances: the Huber objective is ~1e-5 here, and scipy's relative-decrease rule
     # (scaled by max(|f|, 1)) would stop a warm start before it moves, faking a narrow interval.

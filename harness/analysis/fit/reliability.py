@@ -13,6 +13,9 @@
     would estimate the same measurement noise (a ratio near 1); MAX_SD_RATIO times more is a law
     that does not describe how loss falls with D, and alpha and beta (hence the frontier) are not
     measured.
+(c) Residual structure. Log residuals that still follow N or D (fit.residuals: a monotone trend,
+    or a size or token budget whose points all sit off the law) fail, for the same reason as (b):
+    R² and the SD ratio miss a kink the law bends around.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import numpy as np
 
 from harness.analysis.fit._common import Goodness
 from harness.analysis.fit.power_law import fit_power_law
+from harness.analysis.fit.residuals import Trend, residual_trends
 
 MIN_R2 = 0.95  # OLMo-core's Chinchilla report warns below it (olmo_core/model_ladder/scaling_laws.py)
 # Noise alone gives a ratio near 1 (1.3 on the ladders of tests/unit/analysis/test_laws.py); 3 means
@@ -45,6 +49,7 @@ class Reliability:
     r2: float  # the law's R²
     per_size_r2: float  # median R² of the per-size curves L(D); NaN when no size has MIN_POINTS_PER_SIZE
     sd_ratio: float  # the law's residual SD over the per-size curves' (floored); NaN as per_size_r2
+    trends: tuple[Trend, ...] = ()  # the log residuals against N and D (check (c)); () without residuals
 
 
 def runs_per_size(n, d, models) -> dict[float, int]:
@@ -85,9 +90,10 @@ def per_size_curves(n, d, y) -> tuple[float, float]:
     return float(np.median(r2s)), float(np.sqrt(rss / dof))
 
 
-def assess_chinchilla(n, d, y, models, gof: Goodness) -> Reliability:
-    """Checks (a) and (b) of the module docstring for a fit with goodness `gof` on the points
-    (n, d, y), where models[i] names the training run of point i."""
+def assess_chinchilla(n, d, y, models, gof: Goodness, log_resid=None) -> Reliability:
+    """Checks (a), (b) and, given the fit's log residuals log(y) - log(fitted), (c) of the module
+    docstring for a fit with goodness `gof` on the points (n, d, y), where models[i] names the
+    training run of point i."""
     runs = runs_per_size(n, d, models)
     single = [size for size, k in runs.items() if k == 1]
     one_schedule = bool(runs) and len(single) == len(runs)
@@ -106,6 +112,8 @@ def assess_chinchilla(n, d, y, models, gof: Goodness) -> Reliability:
     if ratio > MAX_SD_RATIO:
         caveats.append(f"residual SD {ratio:.3g}x that of per-size curves L(D) (R² {gof.r2:.3f} vs "
                        f"{size_r2:.3f}): the law misses how loss falls with D")
-    misfit = not (gof.r2 >= MIN_R2) or ratio > MAX_SD_RATIO
+    trends = () if log_resid is None else residual_trends(n, d, log_resid)
+    caveats += [t.caveat() for t in trends if t.flagged]
+    misfit = not (gof.r2 >= MIN_R2) or ratio > MAX_SD_RATIO or any(t.flagged for t in trends)
     return Reliability(reliable=not (one_schedule or misfit), caveats=tuple(caveats), one_schedule=one_schedule,
-                       r2=float(gof.r2), per_size_r2=size_r2, sd_ratio=float(ratio))
+                       r2=float(gof.r2), per_size_r2=size_r2, sd_ratio=float(ratio), trends=trends)
