@@ -17,6 +17,17 @@ def register(subparsers) -> None:
     build.add_argument("--workers", type=int, default=2,
                        help="sizes trained in parallel processes on CPU, one thread each (default: 2)")
     build.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: 1 with workers)")
+    build.add_argument("--schedule", choices=("cosine", "wsd"), default="cosine",
+                       help="cosine: one decay per size, checkpoints along it (the committed ladder); wsd: "
+                            "warmup-stable-decay, a cooldown branched at every budget so each checkpoint is a "
+                            "finished run of that length (default: cosine)")
+    build.add_argument("--cooldown-fraction", type=float, default=0.2,
+                       help="wsd: share of each budget's steps spent cooling down (default: 0.2)")
+    build.add_argument("--budgets", type=_steps, default=None, metavar="N,N,...",
+                       help="checkpoint steps (wsd: budgets), e.g. 256,512,1024,2048,4096 "
+                            "(default: the ladder's, total/2^k)")
+    build.add_argument("--sizes", type=_names, default=None, metavar="NAME,...",
+                       help="train only these sizes of the ladder, e.g. zoo-1,zoo-5 (default: all)")
     build.set_defaults(func=_build)
 
     listing = verbs.add_parser("list", help="show the checkpoints of a ladder folder")
@@ -24,10 +35,25 @@ def register(subparsers) -> None:
     listing.set_defaults(func=_list)
 
 
-def _build(args: argparse.Namespace) -> int:
-    from harness.zoo.ladder import build
+def _steps(text: str) -> tuple[int, ...]:
+    try:
+        steps = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected whole numbers of steps separated by commas") from None
+    if min(steps) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: steps must be positive")
+    return steps
 
-    build(args.out, device=args.device, seed=args.seed, threads=args.threads, workers=args.workers)
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _build(args: argparse.Namespace) -> int:
+    from harness.zoo.ladder import build, recipe
+
+    ladder = recipe(args.device, args.schedule, args.cooldown_fraction, args.budgets, args.sizes)
+    build(args.out, device=args.device, seed=args.seed, ladder=ladder, threads=args.threads, workers=args.workers)
     return 0
 
 

@@ -7,11 +7,12 @@ torch and transformers are imported only inside the functions that build, so lis
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from harness.errors import UserError
 from harness.zoo.data import Mix
@@ -25,7 +26,7 @@ _STEP = re.compile(r"^step(\d+)$")
 
 @dataclass(frozen=True)
 class Ladder:
-    """A recipe: the sizes, the token budget and the checkpoints. Sizes are SizeSpec kwargs."""
+    """A recipe: the sizes, the token budget, the schedule and the checkpoints. Sizes are SizeSpec kwargs."""
 
     sizes: tuple[dict, ...]
     total_steps: int
@@ -38,9 +39,33 @@ class Ladder:
     # bf16 autocast for sizes at least this wide; off by default: it cost ~0.1 nats of held-out loss
     # at equal steps (the output head's logits are rounded too) and broke the ordering of the sizes.
     autocast_min_width: int | None = None
+    # "cosine": one decay per size, checkpoints along it (the committed ladder). "wsd": a stable run per
+    # size and a cooldown branched at every checkpoint step, so each is a finished schedule (train.py).
+    schedule: str = "cosine"
+    warmup_steps: int = 50  # linear warm-up, the same number of steps for every size
+    cooldown_fraction: float = 0.2  # WSD only: the last 20% of each budget's steps cool down
+    budgets: tuple[int, ...] | None = None  # checkpoint steps chosen by hand; None: total/2^k
+
+    def __post_init__(self) -> None:
+        # total_steps is also the length of the stream, so it must reach the largest budget (and no further:
+        # the cosine decays over exactly total_steps).
+        if self.budgets is not None and (min(self.budgets) < 1 or max(self.budgets) != self.total_steps):
+            raise ValueError(f"budgets {self.budgets}: expected positive steps, the largest equal to total_steps "
+                             f"({self.total_steps}); use Ladder.with_budgets")
 
     def checkpoint_steps(self) -> list[int]:
+        if self.budgets is not None:
+            return sorted(set(self.budgets))
         return sorted({max(1, self.total_steps >> k) for k in range(self.n_checkpoints)})
+
+    def with_budgets(self, budgets: Sequence[int]) -> Ladder:
+        """The same recipe with checkpoints (WSD: budgets) at these steps, trained up to the largest.
+
+        The stream is built row by row from seeded generators, so a shorter or longer stream shares its
+        first rows with this ladder's: a budget sees the same data whatever the other budgets are.
+        """
+        steps = tuple(sorted(set(int(b) for b in budgets)))
+        return dataclasses.replace(self, budgets=steps, total_steps=max(steps))
 
 
 # Sizes span 54x in non-embedding parameters, all on one stream of 8.4M tokens (45% of it arithmetic,
@@ -99,10 +124,10 @@ def build(
 
     _check_device(device)
     ladder = ladder or (CUDA_LADDER if device == "cuda" else CPU_LADDER)
+    cfg = _train_config(ladder)  # before any work: a bad schedule or budget is refused here
     out = Path(out_dir)
     work = _work_dir(out)
     work.mkdir(parents=True, exist_ok=True)
-    cfg = _train_config(ladder)
     train_docs, heldout_docs = english_documents()
     train_docs = train_docs[: ladder.english_docs]
     tokenizer = _write_tokenizer(work, train_docs, ladder.vocab_size, seed)
@@ -146,10 +171,42 @@ def _check_device(device: str) -> None:
 
 
 def _train_config(ladder: Ladder) -> TrainConfig:
-    from harness.zoo.train import TrainConfig
+    """The training settings of the ladder; UserError for a schedule or WSD budget it cannot train."""
+    from harness.zoo.train import TrainConfig, cooldown_start
 
-    return TrainConfig(seq_len=ladder.seq_len, batch_size=ladder.batch_size,
-                       autocast_min_width=ladder.autocast_min_width)
+    try:
+        cfg = TrainConfig(seq_len=ladder.seq_len, batch_size=ladder.batch_size,
+                          autocast_min_width=ladder.autocast_min_width, warmup_steps=ladder.warmup_steps,
+                          schedule=ladder.schedule, cooldown_fraction=ladder.cooldown_fraction)
+        if cfg.schedule == "wsd":
+            for budget in ladder.checkpoint_steps():
+                cooldown_start(budget, cfg)
+    except ValueError as exc:
+        raise UserError(f"zoo build: {exc}") from None
+    return cfg
+
+
+def recipe(
+    device: str = "cpu",
+    schedule: str = "cosine",
+    cooldown_fraction: float = 0.2,
+    budgets: Sequence[int] | None = None,
+    sizes: Sequence[str] | None = None,
+) -> Ladder:
+    """The ladder `zoo build` trains: the device's recipe with the CLI's schedule, budgets and sizes."""
+    ladder = CUDA_LADDER if device == "cuda" else CPU_LADDER
+    ladder = dataclasses.replace(ladder, schedule=schedule, cooldown_fraction=cooldown_fraction)
+    if budgets:
+        if min(budgets) < 1:
+            raise UserError(f"--budgets {','.join(map(str, budgets))}: steps must be positive")
+        ladder = ladder.with_budgets(budgets)
+    if sizes:
+        known = [s["name"] for s in ladder.sizes]
+        unknown = sorted(set(sizes) - set(known))
+        if unknown:
+            raise UserError(f"--sizes: no size {', '.join(unknown)} in this ladder (it has {', '.join(known)})")
+        ladder = dataclasses.replace(ladder, sizes=tuple(s for s in ladder.sizes if s["name"] in sizes))
+    return ladder
 
 
 def _write_tokenizer(work: Path, train_docs: list[Document], vocab_size: int, seed: int):
