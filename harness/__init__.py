@@ -28,7 +28,8 @@ foundation modules at the bottom):
     zoo/         the embedded ladder: corpus, data, formats, train, probe, eval, ladder (build, list)
 
     foundation:  config.py (the typed sweep), checkpoint.py (what a checkpoint is, read without
-                 torch), errors.py (UserError: one line, exit 2)
+                 torch), errors.py (UserError: one line, exit 2), files.py (atomic writes: a reader
+                 sees a file whole or not at all)
 
 Where to look:
     a metric is computed     results/metrics.py (`aggregate_group`, lm-eval's process_results)

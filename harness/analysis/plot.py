@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.results.store import atomic_path
+from harness.files import atomic_path
 
 UNITS = {
     "bits_per_byte": "bits per byte",

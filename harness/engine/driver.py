@@ -68,10 +68,10 @@ class Driver:
     def __init__(self, plan: Plan, run_dir: Path, progress: Progress, state: RunState,
                  on_shard_done=None, *, worker_cls: type | None = None,
                  gpu_memory_bytes: int | None = None, start_timeout_s: float | None = None,
-                 feed=None, on_new_shards=None) -> None:
+                 feed=None) -> None:
         self.plan, self.sweep, self.run_dir = plan, plan.sweep, run_dir
         # More shards while the loop runs: tasks still being built (`engine.feed.ShardFeed`).
-        self.feed, self.on_new_shards = feed, on_new_shards or (lambda shards: None)
+        self.feed = feed
         self.progress, self.state = progress, state
         self.on_shard_done = on_shard_done or (lambda: None)
         self.models = {m.key: m for m in plan.model_revisions}
@@ -140,8 +140,7 @@ class Driver:
         self.by_key.update((s.key, s) for s in shards)
         for shard in shards:
             self.queue.push(_item(shard))
-        if shards:
-            self.on_new_shards(shards)
+        self.progress.add(shards)
 
     def _make_layout(self, pending: list[Shard]) -> Layout:
         """Every model revision of the plan gets a replica spec, also those whose shards are still

@@ -107,13 +107,6 @@ class ShardFeed:
             pending = self.take(wait_s=0.5)
         return pending
 
-    def drain(self) -> list[Shard]:
-        """Everything still to come, waiting for it: the pending shards of the remaining tasks."""
-        pending: list[Shard] = []
-        while not self.done:
-            pending += self.take(wait_s=0.5)
-        return pending
-
     def stop(self) -> None:
         """Ctrl-C or SIGTERM: no more tasks are built (the builder processes end with the thread)."""
         self._stop.set()

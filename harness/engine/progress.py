@@ -59,7 +59,7 @@ def status_line(shards: tuple[int, int], requests: tuple[int, int], elapsed: flo
 
 
 class Progress:
-    def __init__(self, shards_per_model: Counter, requests_total: int, reused: int = 0,
+    def __init__(self, shards_per_model: Counter, requests_total: int,
                  stream: TextIO | None = None, interval: float = 5.0,
                  requests_per_model: Counter | None = None) -> None:
         self.total = sum(shards_per_model.values())
@@ -71,7 +71,6 @@ class Progress:
         self.requests_total = requests_total
         self.requests_done = 0
         self.failed = 0
-        self.reused = reused
         self.stream = stream or sys.stderr
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.interval = 0.2 if self.tty else interval
@@ -86,13 +85,15 @@ class Progress:
         """Restart the clock when scoring starts (Ray and model start-up are not scoring)."""
         self.started = time.monotonic()
 
-    def add(self, shards_per_model: Counter, requests_per_model: Counter) -> None:
-        """More work: the shards of a task built while others are scored (`engine.feed`)."""
-        self.per_model_total.update(shards_per_model)
-        self.total += sum(shards_per_model.values())
-        if self.per_model_requests is not None:
-            self.per_model_requests.update(requests_per_model)
-        self.requests_total += sum(requests_per_model.values())
+    def add(self, shards: Iterable) -> None:
+        """More work: shards (of tasks built while others are scored, `engine.feed`)."""
+        for shard in shards:
+            key = shard.model_revision.key
+            self.per_model_total[key] += 1
+            self.total += 1
+            if self.per_model_requests is not None:
+                self.per_model_requests[key] += shard.n_requests
+            self.requests_total += shard.n_requests
 
     def update(self, model: str, requests: int, failed: bool = False) -> None:
         self.per_model_done[model] += 1

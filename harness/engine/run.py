@@ -32,8 +32,8 @@ from harness.results.mirror import working_folder
 from harness.results.remote import is_remote
 from harness.results.manifest import (MANIFEST, ManifestRecorder, check_output_dir, check_same_models, failed_line,
                                       read_manifest, write_manifest)
-from harness.results.store import (RETIRED, remove_empty_folder, remove_stale_temps, retire_unplanned,
-                                   write_text_atomic)
+from harness.files import remove_stale_temps
+from harness.results.store import RETIRED, remove_empty_folder, retire_unplanned, write_text_atomic
 
 EXIT_FAILED_SHARDS = 1
 EXIT_ANALYSIS_FAILED = 3
@@ -112,10 +112,8 @@ def execute(plan: Plan, run_dir: Path, pending: list[Shard], feed: ShardFeed, st
     progress = Progress(Counter(), 0, stream=stream, requests_per_model=Counter())
     try:
         if pending:
-            _add_to(progress, pending)
-            driver = Driver(plan, run_dir, progress, state, recorder.shard_done, feed=feed,
-                            on_new_shards=lambda shards: _add_to(progress, shards))
-            driver.execute(pending)
+            progress.add(pending)
+            Driver(plan, run_dir, progress, state, recorder.shard_done, feed=feed).execute(pending)
             progress.close()
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM as `Terminated`
         feed.stop()
@@ -132,13 +130,6 @@ def execute(plan: Plan, run_dir: Path, pending: list[Shard], feed: ShardFeed, st
     finally:
         _shutdown_ray()
     return None
-
-
-def _add_to(progress: Progress, shards: list[Shard]) -> None:
-    requests = Counter()
-    for shard in shards:
-        requests[shard.model_revision.key] += shard.n_requests
-    progress.add(Counter(s.model_revision.key for s in shards), requests)
 
 
 def _shutdown_ray() -> None:

@@ -172,6 +172,8 @@ def with_hub_commits(checkpoints: list[Checkpoint]) -> list[Checkpoint]:
     in parallel: a Pythia ladder is ~190 revisions, and each question is a round trip."""
     hub = sorted({(c.source, c.revision) for c in checkpoints if not c.is_local},
                  key=lambda pair: (pair[0], revision_label(pair[1])))
+    if not hub:
+        return checkpoints  # local folders only: nothing to ask
     with ThreadPoolExecutor(max_workers=8) as pool:
         commits = dict(zip(hub, pool.map(lambda pair: hub_commit(*pair), hub)))
     return [c if c.is_local else replace(c, commit=commits[(c.source, c.revision)]) for c in checkpoints]

@@ -18,12 +18,9 @@ import hashlib
 import json
 import os
 import pickle
-import re
 import secrets
 import sys
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from harness.errors import first_line
+from harness.files import TMP_PREFIX, atomic_path, remove_stale_temps, safe_name
 
 CACHE_ENV = "HARNESS_CACHE_DIR"
 _META_KEY, _META_ROWS, _META_DIGEST = b"harness.request_key", b"harness.rows", b"harness.digest"
@@ -215,7 +213,6 @@ def _instances(ints: dict, values: dict, docs_by_id: dict[int, Any]) -> list:
 
 # -- the folder ----------------------------------------------------------------------------------
 
-TMP_PREFIX = ".tmp-"
 STALE_TEMP_SECONDS = 3600  # a builder's temporary file untouched this long was left by a killed process
 
 
@@ -226,7 +223,7 @@ class RequestCache:
     folder: Path
 
     def path(self, name: str, key: str) -> Path:
-        return self.folder / f"{_safe(name)}-{key[:32]}.arrow"
+        return self.folder / f"{safe_name(name)}-{key[:32]}.arrow"
 
     def problem(self) -> str | None:
         """Why entries cannot be written here (None: they can); removes stale temporary files."""
@@ -235,7 +232,7 @@ class RequestCache:
             probe = self.folder / f"{TMP_PREFIX}{secrets.token_hex(8)}"
             probe.write_bytes(b"")
             probe.unlink()
-            _remove_stale_temps(self.folder)
+            remove_stale_temps(self.folder, STALE_TEMP_SECONDS)
         except OSError as exc:
             return first_line(exc)
         return None
@@ -250,7 +247,8 @@ class RequestCache:
             raise NotCacheable(first_line(exc)) from None
         path = self.path(name, key)
         options = pa.ipc.IpcWriteOptions(compression="zstd")
-        with _atomic_path(path) as tmp, pa.OSFile(str(tmp), "wb") as sink, \
+        # Two runs building one key both write whole files; the last rename wins.
+        with atomic_path(path) as tmp, pa.OSFile(str(tmp), "wb") as sink, \
                 pa.ipc.new_file(sink, table.schema, options=options) as writer:
             writer.write_table(table)
         return path
@@ -273,32 +271,3 @@ class RequestCache:
 
 def _reason(exc: Exception) -> str:
     return str(exc) if isinstance(exc, _BadEntry) else f"does not read as Arrow ({first_line(exc, with_type=True)})"
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._\-]+", "_", name).strip("._") or "_"
-
-
-@contextmanager
-def _atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary path beside `path`, renamed onto it only if the block succeeds (removed if it
-    fails): readers see no entry or a whole one. Two runs building one key both write whole files;
-    the last rename wins."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f"{TMP_PREFIX}{secrets.token_hex(8)}{path.suffix}"
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _remove_stale_temps(folder: Path) -> None:
-    cutoff = time.time() - STALE_TEMP_SECONDS
-    for path in folder.glob(f"{TMP_PREFIX}*"):
-        try:
-            if path.stat().st_mtime < cutoff:
-                path.unlink()
-        except OSError:
-            continue  # its writer renamed it meanwhile

@@ -35,7 +35,7 @@ import pyarrow.fs as pafs
 
 from harness.errors import UserError, first_line
 from harness.results.lock import LOCK
-from harness.results.store import TMP_PREFIX, atomic_path, safe_name
+from harness.files import TMP_PREFIX, atomic_path, safe_name
 
 STAGING_ENV = "HARNESS_STAGING_DIR"
 # A wrong address should cost seconds, not minutes; the mirror's next push retries anyway.

@@ -1,8 +1,8 @@
 """Every write and read of a run folder: atomic files, the paths of shards and samples, reuse.
 
-Readers of a run folder see a file whole or not at all: every file is written to a temporary
-name in its folder (`.tmp-*`, which no reader here ever reads) and renamed. Files and folders get
-the modes the umask gives, so colleagues on a shared file system can read them. A missing revision
+Readers of a run folder see a file whole or not at all: every file is written through
+`harness.files.atomic_path` (a `.tmp-*` name in its folder, which no reader here ever reads, then a
+rename; modes from the umask). A missing revision
 is spelled once (`revision_label`), so the paths written by the engine and read by the results
 stage can never disagree.
 
@@ -14,12 +14,8 @@ has one schema (`write_samples`), so the folder reads as one table with pandas o
 from __future__ import annotations
 
 import os
-import re
-import secrets
 import sys
-import time
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,6 +24,7 @@ import pyarrow.parquet as pq
 
 from harness.checkpoint import revision_label
 from harness.errors import first_line
+from harness.files import atomic_path, is_temp, safe_name
 from harness.results.schemas import REQUESTS_SCHEMA, SAMPLES_FIXED
 
 if TYPE_CHECKING:  # a type only: importing the plan would load lm-eval for every reader
@@ -35,10 +32,6 @@ if TYPE_CHECKING:  # a type only: importing the plan would load lm-eval for ever
 
     from harness.plan.shards import Shard
 
-TMP_PREFIX = ".tmp-"
-# A writer's temporary file is renamed right after its last write, and its mtime moves while it is
-# written: one untouched this long belongs to a writer that died, never to a live one.
-STALE_TEMP_SECONDS = 15 * 60
 SHARD_KEY = b"harness.shard_key"  # Parquet metadata of a shard file: which shard, how many rows
 SHARD_ROWS = b"harness.rows"
 # Shard files of earlier sweeps that the current one does not plan: kept (a sweep that returns to
@@ -46,62 +39,6 @@ SHARD_ROWS = b"harness.rows"
 RETIRED = ".retired"
 # What `harness analyze` derives from scores.parquet and samples/: stale once those change.
 DERIVED = ("fits.parquet", "bands.parquet", "backtest.parquet", "predictions.parquet", "report.md", "plots")
-
-
-def safe_name(text: str) -> str:
-    """A path component that cannot escape the results folder."""
-    return re.sub(r"[^A-Za-z0-9._\-]+", "_", text).strip("._") or "_"
-
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary path beside `path` to write to; renamed onto `path` only if the block succeeds,
-    removed if it fails, so readers see the previous file or the whole new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)  # 0o777 less the umask, as mkdir always does
-    tmp = _new_temp(path.parent, path.suffix)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _new_temp(folder: Path, suffix: str) -> Path:
-    """A new empty file `.tmp-<random><suffix>` in `folder`, mode 0o666 less the umask.
-
-    Not `tempfile.mkstemp`: it makes every file 0600 whatever the umask, unreadable to colleagues.
-    Asking open(2) for 0o666 lets the kernel apply the umask (and a folder's default ACL), with no
-    os.umask() call, whose set-and-restore would race with other threads creating files.
-    """
-    while True:
-        tmp = folder / f"{TMP_PREFIX}{secrets.token_hex(8)}{suffix}"
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        except FileExistsError:
-            continue
-        return tmp
-
-
-def is_temp(path: Path) -> bool:
-    """A writer's temporary file (whole, partial or abandoned): never read as a result."""
-    return path.name.startswith(TMP_PREFIX)
-
-
-def remove_stale_temps(run_dir: Path, older_than: float = STALE_TEMP_SECONDS) -> int:
-    """Removes the temporary files under `run_dir` that no writer has touched for `older_than`
-    seconds (left by a process killed mid-write); returns how many. Younger ones may belong to a
-    writer still at work in the same folder and stay."""
-    cutoff = time.time() - older_than
-    removed = 0
-    for path in Path(run_dir).rglob(f"{TMP_PREFIX}*") if Path(run_dir).is_dir() else ():
-        try:
-            if path.is_file() and path.stat().st_mtime < cutoff:
-                path.unlink()
-                removed += 1
-        except FileNotFoundError:
-            continue  # its writer renamed or removed it meanwhile
-    return removed
 
 
 def write_atomic(table: pa.Table, path: Path) -> None:

@@ -18,7 +18,7 @@ from harness.errors import UserError
 from harness.results import remote as rm
 from harness.results.mirror import Mirror
 from harness.results.remote import is_remote, open_remote, pull, push, staging_dir
-from harness.results.store import atomic_path
+from harness.files import atomic_path
 from tests.s3_server import SECRET_KEY, closed_port
 
 

@@ -59,7 +59,7 @@ def test_readers_skip_temporary_files(plan, tmp_path):
 
 
 def test_stale_temporary_files_are_removed_and_fresh_ones_kept(tmp_path):
-    from harness.results.store import STALE_TEMP_SECONDS, remove_stale_temps
+    from harness.files import STALE_TEMP_SECONDS, remove_stale_temps
 
     folder = tmp_path / "run" / "requests" / "m" / "main" / "t"
     folder.mkdir(parents=True)
