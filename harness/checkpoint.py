@@ -36,6 +36,11 @@ class Checkpoint:
     # The commit a hub revision resolved to when planned (None: local, or the hub gave none):
     # what the shard key records and what a worker loads, so that "main" moving on cannot mix.
     commit: str | None = None
+    # Whether the learning rate had fully decayed at this revision (True: a run trained for exactly
+    # tokens_trained, e.g. every revision of a WSD-built ladder; False: a mid-schedule checkpoint; None:
+    # unknown). The L(N, D) fit counts only finished schedules as separate runs. Last, with a default,
+    # so constructors written before it still build a Checkpoint.
+    finished_schedule: bool | None = None
 
 
 def revision_label(revision: str | None) -> str:

@@ -47,8 +47,9 @@ class AnalysisSummary:
 
 
 def load_scores(run_dir: Path):
-    """RUN_DIR/scores.parquet with a string revision ("" when none), filter ("none" when missing) and
-    float value, size and token columns (NaN where unknown)."""
+    """RUN_DIR/scores.parquet with a string revision ("" when none), filter ("none" when missing),
+    float value, size and token columns (NaN where unknown) and an object finished_schedule column
+    (True, False, or None where unknown or the file is from a harness that did not write it)."""
     import pandas as pd
 
     path = run_dir / "scores.parquet"
@@ -63,6 +64,9 @@ def load_scores(run_dir: Path):
     scores["filter"] = scores["filter"].fillna("none").astype(str)
     for col in ("value", "n_params_nonembedding", "tokens_trained"):
         scores[col] = pd.to_numeric(scores[col], errors="coerce").astype(float)
+    flags = scores["finished_schedule"].tolist() if "finished_schedule" in scores.columns else [None] * len(scores)
+    scores["finished_schedule"] = pd.Series([f if isinstance(f, bool) else None for f in flags], index=scores.index,
+                                            dtype=object)
     return scores
 
 

@@ -186,7 +186,7 @@ def chinchilla(s: Series, level: float, n_boot: int = 0, seed: int = 0) -> FitOu
     draws = _with_frontier_exponents(draws) if draws else {}
     fitted = fit.predict(n, d)
     gof = goodness(y, fitted, 5)
-    check = assess_chinchilla(n, d, y, np.asarray(s.models, dtype=object)[known], gof, np.log(y) - np.log(fitted))
+    check = assess_chinchilla(n, d, y, np.asarray(s.runs, dtype=object)[known], gof, np.log(y) - np.log(fitted))
     caveats = check.caveats + chinchilla_bound_notes(fit)
     notes = [f"{int(known.sum())} (N, D) points; Huber delta 1e-3, 4,500-start grid"]
     if not draws:

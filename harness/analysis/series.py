@@ -1,10 +1,11 @@
 """From a run's Parquet tables to the (size, value) series that get fitted, with resampled copies.
 
 A series is one task, metric and filter over (model, revision) points: value from scores.parquet,
-size = n_params_nonembedding, tokens = tokens_trained, plus (R, M) bootstrap values drawn from the
-per-document samples. The draws are paired (the same documents for every model), and the seed
-depends only on the run's seed and the task, so metrics of a task measured on the same documents
-(a discrete metric and its continuous twins) get identical resamples.
+size = n_params_nonembedding, tokens = tokens_trained, the training run from finished_schedule
+(`run_names`), plus (R, M) bootstrap values drawn from the per-document samples. The draws are
+paired (the same documents for every model), and the seed depends only on the run's seed and the
+task, so metrics of a task measured on the same documents (a discrete metric and its continuous
+twins) get identical resamples.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.bootstrap import DocMatrix, paired_doc_bootstrap
-from harness.checkpoint import training_order
+from harness.checkpoint import revision_label, training_order
 from harness.results.schemas import sample_column
 
 # Rolling-perplexity metrics are ratios of sums over documents (lm-eval's bits_per_byte, the results
@@ -36,6 +37,13 @@ class Series:
     y: np.ndarray
     boot: np.ndarray | None  # (R, M) resampled values, None without per-document samples
     dropped: tuple[str, ...] = ()  # points left out (NaN value or size), named
+    # The training run of each point (`run_names`): model@revision for a finished learning-rate schedule,
+    # else the model name. Left out, every model name is one run (each revision a checkpoint of it).
+    runs: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.runs:
+            object.__setattr__(self, "runs", tuple(self.models))
 
     @property
     def n_sizes(self) -> int:
@@ -64,6 +72,20 @@ def metric_rows(scores: pd.DataFrame, task: str, metric: str, flt: str) -> pd.Da
     """The scores.parquet rows of (task, metric, filter), one per (model, revision)."""
     rows = scores[(scores["task"] == task) & (scores["metric"] == metric) & (scores["filter"].astype(str) == flt)]
     return rows.drop_duplicates(["model", "revision"], keep="last")  # a resumed run may repeat a shard
+
+
+def run_names(rows: pd.DataFrame) -> tuple[str, ...]:
+    """The training run of each scores row: `model@revision` where the revision is a finished
+    learning-rate schedule (finished_schedule True: a run of its own, trained for exactly its tokens),
+    else the model name (its revisions are checkpoints of one schedule, or nobody says otherwise).
+
+    >>> run_names(pd.DataFrame({"model": ["a", "a", "b"], "revision": ["step1", "step2", "step1"],
+    ...                         "finished_schedule": [True, True, None]}))
+    ('a@step1', 'a@step2', 'b')
+    """
+    flags = rows["finished_schedule"].tolist() if "finished_schedule" in rows.columns else [None] * len(rows)
+    return tuple(f"{model}@{revision_label(revision)}" if flag is True else model
+                 for model, revision, flag in zip(rows["model"], rows["revision"], flags))
 
 
 def final_revisions(rows: pd.DataFrame) -> pd.DataFrame:
@@ -98,7 +120,7 @@ def build_series(scores: pd.DataFrame, samples: pd.DataFrame | None, task: str, 
             boot = paired_doc_bootstrap(docs, n_boot, task_seed(seed, task), base=rows["value"].to_numpy(float))
     return Series(task=task, metric=metric, filter=flt, models=tuple(rows["model"]), revisions=tuple(rows["revision"]),
                   n=rows["n_params_nonembedding"].to_numpy(float), d=rows["tokens_trained"].to_numpy(float),
-                  y=rows["value"].to_numpy(float), boot=boot, dropped=dropped)
+                  y=rows["value"].to_numpy(float), boot=boot, dropped=dropped, runs=run_names(rows))
 
 
 def doc_matrix(samples: pd.DataFrame, task: str, metric: str, keys: list[tuple[str, str]],

@@ -40,20 +40,43 @@ def local_revisions(path: Path) -> list[str]:
     return sorted(subs, key=lambda name: (step_of(name) is None, step_of(name) or 0, name))
 
 
-def _read_tokens(folder: Path) -> int | None:
+def _read_meta(folder: Path) -> tuple[int | None, bool | None]:
+    """(tokens_trained, finished_schedule) from the folder's harness.json (read once); None for a
+    missing file or key, and for a finished_schedule that is not a JSON boolean."""
     meta = folder / "harness.json"
-    if meta.is_file():
-        value = json.loads(meta.read_text()).get("tokens_trained")
-        return int(value) if value is not None else None
-    return None
+    if not meta.is_file():
+        return None, None
+    data = json.loads(meta.read_text())
+    tokens, finished = data.get("tokens_trained"), data.get("finished_schedule")
+    return (int(tokens) if tokens is not None else None), (finished if isinstance(finished, bool) else None)
+
+
+def _pythia_step(hub_id: str, revision: str | None) -> int | None:
+    """The training step of a Pythia revision (`main` is the final one); None for other hub ids
+    and for revisions that name no step (a commit, a branch)."""
+    if "pythia" not in hub_id.lower():
+        return None
+    return step_of(revision) if revision not in (None, "main") else PYTHIA_FINAL_STEP
 
 
 def known_tokens(hub_id: str, revision: str | None) -> int | None:
     """Tokens trained for families whose schedule is public."""
-    if "pythia" in hub_id.lower():
-        step = step_of(revision) if revision not in (None, "main") else PYTHIA_FINAL_STEP
-        return None if step is None else step * PYTHIA_TOKENS_PER_STEP
-    return None
+    step = _pythia_step(hub_id, revision)
+    return None if step is None else step * PYTHIA_TOKENS_PER_STEP
+
+
+def known_finished_schedule(hub_id: str, revision: str | None) -> bool | None:
+    """Whether a hub revision is a finished learning-rate schedule, for families whose schedule is
+    public: Pythia trains one cosine schedule over PYTHIA_FINAL_STEP steps, so only its final step
+    (`main`) is finished and every earlier step is a mid-schedule checkpoint.
+
+    >>> [known_finished_schedule("EleutherAI/pythia-70m", r) for r in ("step1000", "step143000", "main")]
+    [False, True, True]
+    >>> known_finished_schedule("gpt2-org/gpt2", None) is None
+    True
+    """
+    step = _pythia_step(hub_id, revision)
+    return None if step is None else step >= PYTHIA_FINAL_STEP
 
 
 def resolve(path: str, revision: str | None, base: Path | None = None) -> Checkpoint:
@@ -72,8 +95,8 @@ def resolve(path: str, revision: str | None, base: Path | None = None) -> Checkp
             f"model path {path!r} does not exist; give an existing folder with config.json "
             f"or a hub id like EleutherAI/pythia-70m"
         )
-    return Checkpoint(source=path, revision=revision, is_local=False,
-                      tokens_trained=known_tokens(path, revision))
+    return Checkpoint(source=path, revision=revision, is_local=False, tokens_trained=known_tokens(path, revision),
+                      finished_schedule=known_finished_schedule(path, revision))
 
 
 def _resolve_local(folder: Path, shown: str, revision: str | None) -> Checkpoint:
@@ -83,7 +106,7 @@ def _resolve_local(folder: Path, shown: str, revision: str | None) -> Checkpoint
                 f"model {shown!r}: revision {revision!r} does not exist; this folder is a single "
                 f"checkpoint, drop the revision"
             )
-        return Checkpoint(str(folder), None, True, _read_tokens(folder))
+        return _local_checkpoint(folder)
     revisions = local_revisions(folder)
     if not revisions:
         raise UserError(f"model path {shown!r} has no config.json and no revision sub-folders; "
@@ -92,8 +115,12 @@ def _resolve_local(folder: Path, shown: str, revision: str | None) -> Checkpoint
     if chosen not in revisions:
         raise UserError(f"model {shown!r}: revision {revision!r} does not exist; "
                         f"available: {', '.join(revisions)}")
-    target = folder / chosen
-    return Checkpoint(str(target), None, True, _read_tokens(target))
+    return _local_checkpoint(folder / chosen)
+
+
+def _local_checkpoint(folder: Path) -> Checkpoint:
+    tokens, finished = _read_meta(folder)
+    return Checkpoint(str(folder), None, True, tokens, finished_schedule=finished)
 
 
 @dataclass(frozen=True)
@@ -114,6 +141,11 @@ class ModelRevision:
     def tokens_trained(self) -> int | None:
         stated = self.spec.tokens_for(self.revision)
         return stated if stated is not None else self.checkpoint.tokens_trained
+
+    @property
+    def finished_schedule(self) -> bool | None:
+        """Whether this revision's learning rate had fully decayed (`Checkpoint.finished_schedule`)."""
+        return self.checkpoint.finished_schedule
 
     @property
     def order(self) -> tuple:

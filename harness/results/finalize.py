@@ -2,7 +2,8 @@
 
 A (model revision, task) is scored only when every one of its planned shards is written: a run
 with failed shards never writes a partial score. Parameter counts measured by the workers win
-over the sweep's stated ones; tokens trained come from the sweep or the checkpoint.
+over the sweep's stated ones; tokens trained come from the sweep or the checkpoint, and whether a
+revision is a finished learning-rate schedule from the checkpoint (harness.json, or a known family).
 
 Only shard files that hold their shard whole are read (`store.read_shards`), and the samples of
 all complete groups are written together at the end (`store.write_samples`): every samples file of
@@ -60,7 +61,8 @@ def finalize(plan: Plan, run_dir: Path, measured: Mapping[str, dict]):
                                "n_params": counts.get("n_params") or model.spec.n_params,
                                "n_params_nonembedding": counts.get("n_params_nonembedding")
                                or model.spec.n_params_nonembedding,
-                               "tokens_trained": model.tokens_trained})
+                               "tokens_trained": model.tokens_trained,
+                               "finished_schedule": model.finished_schedule})
     remove_samples_except(run_dir, samples)  # before writing: their columns must not outlive them
     write_samples(run_dir, samples)  # all at once: the columns of every task are known here
     table = table_from_rows(score_rows, SCORES_SCHEMA)
@@ -73,12 +75,21 @@ def _write_scores(table, run_dir: Path) -> None:
     one of the same scores stays."""
     path = run_dir / "scores.parquet"
     try:
-        same = path.is_file() and pq.read_table(path).equals(table)
+        same = path.is_file() and _as_scores_schema(pq.read_table(path)).equals(table)
     except (OSError, pa.ArrowException):
         same = False
     if not same:
         remove_derived(run_dir)
     write_atomic(table, path)
+
+
+def _as_scores_schema(table: pa.Table) -> pa.Table:
+    """A scores table read back, with the trailing columns an older harness did not write (such as
+    finished_schedule) added as nulls: the same scores then compare equal to those written now."""
+    for field in SCORES_SCHEMA:
+        if field.name not in table.column_names:
+            table = table.append_column(field, pa.nulls(len(table), field.type))
+    return table
 
 
 def _groups(requests, models: Mapping) -> Iterator:

@@ -55,6 +55,10 @@ SCORES_SCHEMA = pa.schema([
     ("n_params", pa.int64()),
     ("n_params_nonembedding", pa.int64()),
     ("tokens_trained", pa.int64()),
+    # True: the revision is a finished learning-rate schedule (a run trained for exactly tokens_trained);
+    # False: a mid-schedule checkpoint; null: unknown (imports, older results). Last: readers of older
+    # files that lack it treat it as null.
+    ("finished_schedule", pa.bool_()),
 ])
 
 

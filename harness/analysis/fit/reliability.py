@@ -5,7 +5,10 @@
     that a cosine cycle longer than the run leaves its loss higher). Intermediate checkpoints of one
     run per size are not such models: their D dependence mixes data with the schedule's decay, and
     Kaplan et al. 2020, who fitted that way, got a very different frontier. When every size's D
-    values are checkpoints of one model (one model name, several revisions), the fit is unreliable.
+    values are checkpoints of one run, the fit is unreliable. A run is a model name (its revisions
+    are checkpoints of one schedule), or model@revision for a revision that is a finished schedule
+    (scores.parquet's finished_schedule: every revision of a warmup-stable-decay ladder cooled down
+    at exactly its budget, so each is a run of its own; `series.run_names`).
 (b) A misfit. The law must explain the points: R² below MIN_R2 fails. R² alone misses a law that
     gets every size's D curve wrong on a ladder whose sizes span a wide loss range (the spread
     between sizes dominates the total variance), so the law's residual SD is also compared with
@@ -53,8 +56,9 @@ class Reliability:
 
 
 def runs_per_size(n, d, models) -> dict[float, int]:
-    """How many distinct models (training runs) carry each size's points, over the sizes with >= 2
-    distinct token counts (the only ones that say anything about D).
+    """How many distinct training runs carry each size's points, over the sizes with >= 2 distinct
+    token counts (the only ones that say anything about D). `models[i]` names the run of point i: a
+    model name, or model@revision for a revision that is a finished schedule (check (a)).
 
     >>> runs_per_size([1, 1, 2, 2, 3], [10, 20, 10, 20, 10], ["a", "a", "b", "c", "d"])
     {1.0: 1, 2.0: 2}
@@ -93,7 +97,7 @@ def per_size_curves(n, d, y) -> tuple[float, float]:
 def assess_chinchilla(n, d, y, models, gof: Goodness, log_resid=None) -> Reliability:
     """Checks (a), (b) and, given the fit's log residuals log(y) - log(fitted), (c) of the module
     docstring for a fit with goodness `gof` on the points (n, d, y), where models[i] names the
-    training run of point i."""
+    training run of point i (a model name, or model@revision for a finished schedule)."""
     runs = runs_per_size(n, d, models)
     single = [size for size, k in runs.items() if k == 1]
     one_schedule = bool(runs) and len(single) == len(runs)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from harness.cli import analyze as cli_analyze
-from harness.analysis.analyze import analyze_run
+from harness.analysis.analyze import analyze_run, load_scores
 from harness.errors import UserError
 
 SIZES = np.array([1e7, 3e7, 1e8, 3e8, 1e9, 3e9])
@@ -194,3 +194,14 @@ def test_cli_analyze(tmp_path, capsys):
     args = parser.parse_args(["analyze", str(run), "--n-boot", "10"])
     assert args.func(args) == 0
     assert "fits.parquet" in capsys.readouterr().out
+
+
+def test_scores_without_finished_schedule_load_as_unknown(tmp_path):
+    """A scores.parquet of an older harness has no finished_schedule column: every row reads as unknown."""
+    run = make_run(tmp_path, samples=False, tasks=("wiki",))
+    assert "finished_schedule" not in pd.read_parquet(run / "scores.parquet").columns
+    scores = load_scores(run)
+    assert len(scores) and scores["finished_schedule"].isna().all()
+    older = pd.read_parquet(run / "scores.parquet")
+    older.assign(finished_schedule=[True, None] * (len(older) // 2)).to_parquet(run / "scores.parquet")
+    assert load_scores(run)["finished_schedule"].tolist() == [True, None] * (len(older) // 2)

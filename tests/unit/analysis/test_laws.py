@@ -1,6 +1,7 @@
 """laws: parameters on their bounds are named, and an L(N, D) fit that cannot carry a compute-optimal
 frontier (token counts read off one run per size, or a law that misses the points) says so."""
 import numpy as np
+import pandas as pd
 import pytest
 
 from harness.analysis import laws
@@ -9,7 +10,7 @@ from harness.analysis.fit.reliability import (MAX_SD_RATIO, UNRELIABLE, assess_c
 from harness.analysis.fit import chinchilla as chinchilla_module
 from harness.analysis.fit import fit_chinchilla
 from harness.analysis.fit._common import goodness
-from harness.analysis.series import Series
+from harness.analysis.series import Series, build_series
 
 TRUTH = {"A": 400.0, "B": 1800.0, "E": 1.8, "alpha": 0.34, "beta": 0.36}
 SIZES = np.geomspace(2e7, 2e9, 5)
@@ -146,3 +147,34 @@ def test_sigmoid_inside_its_bounds_has_no_caveat():
     y = 0.25 + 0.65 / (1 + np.exp(-3.0 * (np.log10(n) - 9.2)))
     o = laws.sigmoid(_sigmoid_series(y, n), 0.95)
     assert o.reliable and o.caveats == ()
+
+
+def _one_model_per_size_scores(y, finished) -> pd.DataFrame:
+    """scores.parquet rows of the (N, D) ladder as revisions step* of ONE model name per size, each
+    revision's finished_schedule set to `finished` (a WSD ladder: True; a cosine one: False; unknown: None)."""
+    s = _one_schedule(y)
+    return pd.DataFrame({"model": s.models, "revision": s.revisions, "task": "wiki", "metric": "nll_per_token",
+                         "filter": "none", "value": y, "n_params_nonembedding": N, "tokens_trained": D,
+                         "finished_schedule": [finished] * N.size})
+
+
+@pytest.mark.parametrize("finished", [False, None, True])
+def test_finished_schedules_of_one_model_are_separate_runs(finished, monkeypatch):
+    verdicts = []
+
+    def assess(*args, **kwargs):
+        verdicts.append(assess_chinchilla(*args, **kwargs))
+        return verdicts[-1]
+
+    monkeypatch.setattr(laws, "assess_chinchilla", assess)
+    scores = _one_model_per_size_scores(_noisy(_loss(N, D)), finished)
+    s = build_series(scores, None, "wiki", "nll_per_token", final_only=False, n_boot=0, seed=0)
+    assert len(set(s.models)) == SIZES.size  # one model name per size, whatever the schedule
+    o = laws.chinchilla(s, 0.95)
+    schedule_caveats = [c for c in o.caveats if "one run" in c]
+    if finished:  # every revision cooled down at its own budget: each is a run of its own (check (a) passes)
+        assert not verdicts[0].one_schedule and schedule_caveats == [] and o.reliable
+        assert set(s.runs) == {f"{m}@{r}" for m, r in zip(s.models, s.revisions)}
+    else:  # checkpoints of one schedule per size, or nobody says otherwise: unreliable, as before
+        assert verdicts[0].one_schedule and not o.reliable and len(schedule_caveats) == 1
+        assert s.runs == s.models

@@ -87,6 +87,19 @@ def test_reimport_changes_nothing_and_more_sources_add(tmp_path, capsys):
     assert len(manifest["sources"]) == 5  # each source once, with the bytes it had
 
 
+def test_a_folder_from_an_older_harness_without_finished_schedule_still_merges(tmp_path, capsys):
+    out = tmp_path / "run"
+    small = sorted(PYTHIA.glob("pythia-70m/zero-shot/*.json"))
+    assert _import(*small[:2], "--out", out) == 0
+    assert pq.read_table(out / "scores.parquet").column("finished_schedule").null_count == 14 * 2  # imports: unknown
+    older = pq.read_table(out / "scores.parquet").drop_columns(["finished_schedule"])
+    pq.write_table(older, out / "scores.parquet")  # as an import before the column existed wrote it
+    assert _import(*small[:3], "--out", out) == 0  # the same rows again (no conflict) and one new source
+    scores = pq.read_table(out / "scores.parquet")
+    assert scores.schema.equals(SCORES_SCHEMA) and scores.num_rows == 14 * 3
+    assert scores.column("finished_schedule").null_count == scores.num_rows
+
+
 def test_04_results_and_samples_import_with_documents(tmp_path, capsys):
     lmeval04.write_run(tmp_path / "lm")
     out = tmp_path / "run"
