@@ -9,7 +9,7 @@ def register(subparsers) -> None:
     zoo = subparsers.add_parser("zoo", help="build or list the embedded model ladder")
     verbs = zoo.add_subparsers(dest="zoo_command", required=True)
 
-    build = verbs.add_parser("build", help="train the ladder (seeded; ~9 min on 2 CPU cores)")
+    build = verbs.add_parser("build", help="train the ladder (seeded; ~11 min on 2 CPU cores)")
     build.add_argument("--out", default="zoo", help="folder to write <size>/step<N>/ into (default: zoo)")
     build.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                        help="cpu trains the committed ladder; cuda trains a larger one with the same recipe")
@@ -17,10 +17,10 @@ def register(subparsers) -> None:
     build.add_argument("--workers", type=int, default=2,
                        help="sizes trained in parallel processes on CPU, one thread each (default: 2)")
     build.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: 1 with workers)")
-    build.add_argument("--schedule", choices=("cosine", "wsd"), default="cosine",
-                       help="cosine: one decay per size, checkpoints along it (the committed ladder); wsd: "
-                            "warmup-stable-decay, a cooldown branched at every budget so each checkpoint is a "
-                            "finished run of that length (default: cosine)")
+    build.add_argument("--schedule", choices=("wsd", "cosine"), default=None,
+                       help="wsd: warmup-stable-decay, a cooldown branched at every budget so each checkpoint is "
+                            "a finished run of that length (the committed ladder); cosine: one decay per size, "
+                            "checkpoints along it (default: wsd)")
     build.add_argument("--cooldown-fraction", type=float, default=0.2,
                        help="wsd: share of each budget's steps spent cooling down (default: 0.2)")
     build.add_argument("--budgets", type=_steps, default=None, metavar="N,N,...",

@@ -39,7 +39,7 @@ class Ladder:
     # bf16 autocast for sizes at least this wide; off by default: it cost ~0.1 nats of held-out loss
     # at equal steps (the output head's logits are rounded too) and broke the ordering of the sizes.
     autocast_min_width: int | None = None
-    # "cosine": one decay per size, checkpoints along it (the committed ladder). "wsd": a stable run per
+    # "cosine": one decay per size, checkpoints along it (the first committed ladder). "wsd": a stable run per
     # size and a cooldown branched at every checkpoint step, so each is a finished schedule (train.py).
     schedule: str = "cosine"
     warmup_steps: int = 50  # linear warm-up, the same number of steps for every size
@@ -68,38 +68,50 @@ class Ladder:
         return dataclasses.replace(self, budgets=steps, total_steps=max(steps))
 
 
-# Sizes span 54x in non-embedding parameters, all on one stream of 8.4M tokens (45% of it arithmetic,
-# 2-digit addition 35%). Measured here (zoo/README.md): 2-digit addition appears abruptly between
-# 6.3M and 8.4M tokens in a model that has the capacity and a high enough learning rate (zoo-5 at
-# 1.2e-2, teacher-forced probe: 13% -> 86% exact match; at 7e-3, on a mix with more arithmetic, it
-# stayed at 18%), while 1-layer models of <= 10K non-embedding parameters stay near 2%; d=32
-# already reached 6%, so zoo-2 is d=24. Above ~200K parameters the held-out English loss stopped
-# improving at this budget (1.3 MB of English).
-# Batch 8 x 256 tokens: at this budget more, smaller steps beat fewer, larger ones.
+# Peak learning rate = LR_TIMES_WIDTH / d_model: Adam's update size per hidden weight must shrink as
+# 1/width to keep a layer's output change fixed (muP, Yang et al. 2022). WSD screens on this stream
+# (zoo/README.md) found the best rates near 2e-2 at d=16 and 4-6e-3 at d=96, i.e. 0.3-0.5 / d; the
+# cosine recipe's per-size rates (1e-2 .. 1.2e-2 at every width) left the wider sizes slow in short runs.
+LR_TIMES_WIDTH = 0.36
+# The token embedding's peak rate, the same at every width (muP keeps it width-independent): the
+# narrowest size's rate. At 0.36 / d it was the wide sizes' bottleneck early on (zoo/README.md).
+EMBEDDING_LR = LR_TIMES_WIDTH / 16
+
+
+def _size(name: str, d_model: int, n_layers: int, n_heads: int, d_ffn: int) -> dict:
+    return dict(name=name, d_model=d_model, n_layers=n_layers, n_heads=n_heads, d_ffn=d_ffn,
+                lr=LR_TIMES_WIDTH / d_model, embedding_lr=EMBEDDING_LR)
+
+
+# Sizes span 54x in non-embedding parameters, all on one stream (45% of it arithmetic, 2-digit
+# addition 35%); 1-layer models of <= 10K non-embedding parameters stay near chance on 2-digit
+# addition. Every revision is a WSD run of exactly its budget (train.py). Batch 8 x 256 tokens.
 CPU_LADDER = Ladder(
     sizes=(
-        dict(name="zoo-1", d_model=16, n_layers=1, n_heads=2, d_ffn=64, lr=1e-2),
-        dict(name="zoo-2", d_model=24, n_layers=1, n_heads=2, d_ffn=96, lr=1e-2),
-        dict(name="zoo-3", d_model=48, n_layers=1, n_heads=3, d_ffn=192, lr=1.2e-2),
-        dict(name="zoo-4", d_model=64, n_layers=1, n_heads=4, d_ffn=256, lr=8e-3),
-        dict(name="zoo-5", d_model=96, n_layers=2, n_heads=4, d_ffn=256, lr=1.2e-2),
+        _size("zoo-1", 16, 1, 2, 64),
+        _size("zoo-2", 24, 1, 2, 96),
+        _size("zoo-3", 48, 1, 3, 192),
+        _size("zoo-4", 64, 1, 4, 256),
+        _size("zoo-5", 96, 2, 4, 256),
     ),
     total_steps=4096,
     n_checkpoints=5,
     batch_size=8,
+    schedule="wsd",
 )
 
 # Same recipe, wider and longer, for a GPU (`zoo build --device cuda`).
 CUDA_LADDER = Ladder(
     sizes=CPU_LADDER.sizes
     + (
-        dict(name="zoo-6", d_model=128, n_layers=3, n_heads=4, d_ffn=384, lr=5e-3),
-        dict(name="zoo-7", d_model=192, n_layers=4, n_heads=6, d_ffn=512, lr=4e-3),
-        dict(name="zoo-8", d_model=384, n_layers=6, n_heads=6, d_ffn=1024, lr=2e-3),
+        _size("zoo-6", 128, 3, 4, 384),
+        _size("zoo-7", 192, 4, 6, 512),
+        _size("zoo-8", 384, 6, 6, 1024),
     ),
     total_steps=8192,
     n_checkpoints=6,
     batch_size=8,
+    schedule="wsd",
 )
 
 
@@ -188,14 +200,14 @@ def _train_config(ladder: Ladder) -> TrainConfig:
 
 def recipe(
     device: str = "cpu",
-    schedule: str = "cosine",
+    schedule: str | None = None,
     cooldown_fraction: float = 0.2,
     budgets: Sequence[int] | None = None,
     sizes: Sequence[str] | None = None,
 ) -> Ladder:
     """The ladder `zoo build` trains: the device's recipe with the CLI's schedule, budgets and sizes."""
     ladder = CUDA_LADDER if device == "cuda" else CPU_LADDER
-    ladder = dataclasses.replace(ladder, schedule=schedule, cooldown_fraction=cooldown_fraction)
+    ladder = dataclasses.replace(ladder, schedule=schedule or ladder.schedule, cooldown_fraction=cooldown_fraction)
     if budgets:
         if min(budgets) < 1:
             raise UserError(f"--budgets {','.join(map(str, budgets))}: steps must be positive")

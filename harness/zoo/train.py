@@ -1,6 +1,6 @@
 """Training one size of the zoo ladder: a small Llama, AdamW with warm-up and a cosine or WSD schedule, checkpoints.
 
-Two schedules. "cosine" (the committed ladder): one run per size decays to its last checkpoint, so the
+Two schedules. "cosine" (the first committed ladder): one run per size decays to its last checkpoint, so the
 earlier checkpoints are mid-schedule snapshots, not runs trained for that many steps. "wsd"
 (warmup-stable-decay): one constant-learning-rate run per size, and at each budget a cooldown branched
 from it (Hägele et al. 2024, arXiv 2405.18392; as in MiniCPM and DeepSeek LLM 2024), so every
@@ -36,6 +36,10 @@ class SizeSpec:
     n_heads: int
     d_ffn: int
     lr: float
+    # Peak rate of the (tied) token embedding; None: lr. Under muP (Yang et al. 2022) the embedding's
+    # rate does not shrink with width as the hidden matrices' does; at 1/width a wide model spent its
+    # first ~1M tokens relearning unigram and bigram statistics that a narrow one learned at once.
+    embedding_lr: float | None = None
 
 
 SCHEDULES = ("cosine", "wsd")
@@ -52,7 +56,7 @@ class TrainConfig:
     # bf16 autocast nearly doubles the speed of the wider sizes on an idle CPU (44K vs 23K tok/s at
     # d=128) but costs accuracy; None = fp32 throughout (the committed ladder).
     autocast_min_width: int | None = None
-    schedule: str = "cosine"  # one of SCHEDULES; cosine keeps the committed ladder's recipe
+    schedule: str = "cosine"  # one of SCHEDULES; the ladders (ladder.py) ask for wsd
     # WSD: the last fraction of each budget's steps is its cooldown. Hägele et al. 2024 find 10-20%
     # enough to match a cosine run of the same length.
     cooldown_fraction: float = 0.2
@@ -133,12 +137,22 @@ def wsd_lr_at(step: int, budget: int, peak: float, cfg: TrainConfig) -> float:
     return floor + (peak - floor) * (1 - math.sqrt(progress))
 
 
-def _optimizer(model: torch.nn.Module, lr: float, cfg: TrainConfig) -> torch.optim.Optimizer:
+def _optimizer(model: torch.nn.Module, lr: float, cfg: TrainConfig, embedding_scale: float = 1.0) -> torch.optim.Optimizer:
+    """AdamW; with embedding_scale != 1 the token embedding is its own group, whose rate is the
+    schedule's times `lr_scale` (_Run sets every group's rate from the schedule, times its scale)."""
     # Norm gains are not decayed: shrinking them towards zero only fights the normalisation.
-    decay = [p for p in model.parameters() if p.dim() >= 2]
+    embedding = model.get_input_embeddings().weight if embedding_scale != 1.0 else None
+    decay = [p for p in model.parameters() if p.dim() >= 2 and p is not embedding]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if embedding is not None:
+        groups.append({"params": [embedding], "weight_decay": cfg.weight_decay, "lr_scale": embedding_scale})
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), eps=1e-8)
+
+
+def embedding_scale(spec: SizeSpec) -> float:
+    """The embedding's rate over the hidden matrices' (1 when the size gives no embedding_lr)."""
+    return 1.0 if spec.embedding_lr is None else spec.embedding_lr / spec.lr
 
 
 @torch.no_grad()
@@ -226,7 +240,7 @@ def train_size(
     """
     model = make_model(spec, len(tokenizer), cfg.seq_len, tokenizer.eos_token_id, seed).to(device)
     model.train()
-    opt = _optimizer(model, spec.lr, cfg)
+    opt = _optimizer(model, spec.lr, cfg, embedding_scale(spec))
     autocast = cfg.autocast_min_width is not None and spec.d_model >= cfg.autocast_min_width
     run = _Run(stream, cfg, device, autocast)
     save = _Checkpointer(spec, tokenizer, heldout_rows, out_dir, device, cfg, log, probe, time.time())
@@ -257,7 +271,7 @@ class _Run:
         losses = []
         for step in steps:
             for group in opt.param_groups:
-                group["lr"] = lr(step)
+                group["lr"] = lr(step) * group.get("lr_scale", 1.0)
             rows = self.stream[step * self.cfg.batch_size : (step + 1) * self.cfg.batch_size]
             losses.append(_train_step(model, opt, rows, self.device, self.autocast, self.cfg.grad_clip))
         return losses
@@ -298,7 +312,7 @@ def _fork(model: torch.nn.Module, opt: torch.optim.Optimizer, cfg: TrainConfig):
     dtype and device: without the copy the branch would update the stable run's moments in place.
     """
     branch = copy.deepcopy(model)
-    branch_opt = _optimizer(branch, opt.param_groups[0]["lr"], cfg)
+    branch_opt = _optimizer(branch, opt.param_groups[0]["lr"], cfg, opt.param_groups[-1].get("lr_scale", 1.0))
     branch_opt.load_state_dict(copy.deepcopy(opt.state_dict()))
     return branch, branch_opt
 

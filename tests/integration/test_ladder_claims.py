@@ -1,6 +1,7 @@
-"""The claims of issue 7 about the committed ladder (zoo/), from its lm-eval evaluation (zoo/eval.json,
-made by `python -m harness.zoo.eval`), plus a live lm-eval re-check that eval.json belongs to the
-committed checkpoints."""
+"""The claims about the committed ladder (zoo/; issues 7 and 13), from its lm-eval evaluation
+(zoo/eval.json, made by `python -m harness.zoo.eval`), plus a live lm-eval re-check that eval.json
+belongs to the committed checkpoints. The L(N, D) claims run the analysis's own fit
+(`harness.analysis.laws.chinchilla`) on eval.json's held-out loss of every revision."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def test_ladder_shape(report):
     assert max(sizes.values()) >= 30 * min(sizes.values())
     for name in sizes:
         tokens = sorted(r["tokens_trained"] for r in rows if r["name"] == name)
-        assert len(tokens) >= 4 and tokens[-1] >= 8 * tokens[0]
+        assert len(tokens) >= 5 and tokens[-1] >= 16 * tokens[0]
     total = sum(p.stat().st_size for p in ZOO.rglob("*") if p.is_file())
     assert total <= 64 * 2**20
 
@@ -86,7 +87,76 @@ def test_jump_task_exact_match_low_for_the_two_smallest(report):
 
 def test_jump_task_exact_match_high_for_the_largest(report):
     em = [r["metrics"]["exact_match"] for r in _final(report, JUMP_TASK)]
-    assert em[-1] >= 0.20, em
+    assert em[-1] >= 0.50, em
+
+
+def test_every_revision_is_a_finished_wsd_schedule():
+    metas = [json.loads(p.read_text()) for p in ZOO.glob("*/step*/harness.json")]
+    assert len(metas) >= 25
+    for meta in metas:
+        assert meta["schedule"] == "wsd" and meta["finished_schedule"] is True, meta
+        assert meta["budget_steps"] == meta["step"] and meta["cooldown_start_step"] < meta["step"], meta
+
+
+@pytest.fixture(scope="module")
+def law(report):
+    return english_law(report)
+
+
+def english_law(report: dict):
+    """The analysis's L(N, D) fit on eval.json's held-out loss (every passage, every revision), with
+    its point bootstrap: what `harness analyze` fits on the default run's zoo_english (100 passages)."""
+    import numpy as np
+
+    from harness.analysis.laws import chinchilla
+    from harness.analysis.series import Series
+
+    rows = sorted((r for r in report["results"] if r["task"] == "zoo_english"),
+                  key=lambda r: (r["n_params_nonembedding"], r["tokens_trained"]))
+    finished = [json.loads((ZOO / r["name"] / r["revision"] / "harness.json").read_text())["finished_schedule"]
+                for r in rows]
+    series = Series(task="zoo_english", metric="nll_per_token", filter="none",
+                    models=tuple(r["name"] for r in rows), revisions=tuple(r["revision"] for r in rows),
+                    n=np.array([r["n_params_nonembedding"] for r in rows], float),
+                    d=np.array([r["tokens_trained"] for r in rows], float),
+                    y=np.array([r["metrics"]["nll_per_token"] for r in rows], float), boot=None,
+                    runs=tuple(f"{r['name']}@{r['revision']}" if f else r["name"] for r, f in zip(rows, finished)))
+    return chinchilla(series, 0.95, n_boot=200, seed=0)
+
+
+# Issue 13 asks for R² >= 0.98 and a frontier with intervals from the committed ladder. The WSD ladder
+# gets R² 0.946: the small sizes' loss flattens in D sooner than E + A/N^alpha + B/D^beta allows
+# (zoo/README.md, "L(N, D)"). Strict: these fail loudly, as xpass, the day a rebuilt ladder meets them.
+SHORTFALL = "issue 13 not met yet: the law's R² is 0.946 on the committed ladder (zoo/README.md)"
+
+
+@pytest.mark.xfail(strict=True, reason=SHORTFALL)
+def test_law_describes_the_heldout_loss(law):
+    """Approach 3 on every (N, D) point: R² >= 0.98, E > 0 with a finite interval, nothing on a
+    bound, no residual trend in N or D, and the reliability checks pass."""
+    import numpy as np
+
+    assert law.gof.r2 >= 0.98, law.gof
+    assert law.reliable, law.caveats
+    assert law.caveats == (), law.caveats
+    assert law.params["E"] > 0
+    low, high = np.nanpercentile(law.draws["E"], [2.5, 97.5])
+    assert 0 < low <= law.params["E"] <= high < np.inf
+    assert law.trends and not any(t.flagged for t in law.trends), law.trends
+
+
+@pytest.mark.xfail(strict=True, reason=SHORTFALL)
+def test_frontier_exponents_have_finite_intervals(law):
+    """N_opt ∝ C^a and D_opt ∝ C^b with a + b = 1, each with a finite 95% interval inside (0, 1),
+    and a finite tokens-per-parameter ratio at the ladder's compute (compared with Chinchilla's
+    0.5 / 0.5 / ~20 in the report; it need not match at this scale)."""
+    f = law.frontier
+    assert f is not None
+    assert abs(f.a.value + f.b.value - 1) < 1e-9
+    for e in (f.a, f.b):
+        assert 0 < e.low <= e.value <= e.high < 1, e
+    assert 0 < f.ratio_ladder.low <= f.ratio_ladder.value <= f.ratio_ladder.high < float("inf")
+    assert f.profiles, "no IsoFLOP profile"
 
 
 @pytest.mark.slow
@@ -105,3 +175,25 @@ def test_eval_json_matches_the_committed_checkpoints(report):
     english = _final(report, "zoo_english")[-1]
     fresh = score_task(lm, tasks["zoo_english"], limit=8)
     assert fresh["per_doc"]["target_loglik"] == pytest.approx(english["per_doc"]["target_loglik"][:8], rel=1e-4)
+
+
+def test_the_analysis_says_whether_the_law_holds(law):
+    """Every point a finished run and monotone in N at every budget: the law comes far closer than on
+    the cosine ladder (R² 0.87) or a WSD build with the cosine recipe's learning rates (0.89); where it
+    still misses, the analysis says so and derives no frontier."""
+    from harness.analysis.fit.reliability import MIN_R2
+
+    assert law.gof.r2 >= 0.93, law.gof
+    assert not law.reliable or law.gof.r2 >= MIN_R2
+    if not law.reliable:
+        assert law.frontier is None and law.caveats
+        assert not any("checkpoints of one run" in c for c in law.caveats), law.caveats  # WSD: runs of their own
+
+
+def test_heldout_loss_falls_with_params_at_every_budget(report):
+    """Finished runs at equal tokens: the larger size is better at every budget, not only the last."""
+    rows = [r for r in report["results"] if r["task"] == "zoo_english"]
+    for tokens in sorted({r["tokens_trained"] for r in rows}):
+        at = sorted((r for r in rows if r["tokens_trained"] == tokens), key=lambda r: r["n_params"])
+        losses = [r["metrics"]["nll_per_token"] for r in at]
+        assert len(losses) >= 5 and all(a > b for a, b in zip(losses, losses[1:])), (tokens, losses)

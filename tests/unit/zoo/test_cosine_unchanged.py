@@ -1,4 +1,4 @@
-"""The cosine schedule (the committed ladder's recipe) trains exactly as it did before WSD existed.
+"""The cosine schedule (the recipe of the first committed ladder, kept as `--schedule cosine`) trains exactly as it did before WSD existed.
 
 `_legacy_train` is a frozen copy of the trainer as it stood before the schedule option (model,
 optimiser, learning rate, step, checkpoint loop); today's `train_size` must give the same learning
@@ -73,7 +73,7 @@ def _legacy_train(vocab: int, eos: int, stream: np.ndarray, seed: int) -> dict[i
 def test_cosine_learning_rates_are_unchanged():
     assert [lr_at(step, 12, SPEC.lr, CFG) for step in range(12)] == [_legacy_lr(step, 12, SPEC.lr) for step in range(12)]
     assert [lr_at(step, 12, SPEC.lr, CFG) for step in range(12)] == pytest.approx(LRS_BEFORE, rel=1e-12, abs=0)
-    assert TrainConfig().schedule == "cosine"  # the default stays the committed recipe
+    assert TrainConfig().schedule == "cosine"  # a bare TrainConfig trains as before; the ladders ask for wsd
 
 
 def test_cosine_training_is_bitwise_the_pre_wsd_trainer(tmp_path):

@@ -30,9 +30,9 @@ def _built_ladder(monkeypatch, *argv: str) -> Ladder:
     return seen["ladder"]
 
 
-def test_default_build_is_the_committed_cosine_recipe(monkeypatch):
+def test_default_build_is_the_committed_wsd_recipe(monkeypatch):
     assert _built_ladder(monkeypatch) == CPU_LADDER
-    assert CPU_LADDER.schedule == "cosine" and CPU_LADDER.warmup_steps == 50
+    assert CPU_LADDER.schedule == "wsd" and CPU_LADDER.warmup_steps == 50 and CPU_LADDER.cooldown_fraction == 0.2
     assert CPU_LADDER.checkpoint_steps() == [256, 512, 1024, 2048, 4096]
     assert recipe("cuda") == CUDA_LADDER
 
@@ -43,7 +43,7 @@ def test_wsd_flags_reach_the_ladder(monkeypatch):
     assert (ladder.schedule, ladder.cooldown_fraction) == ("wsd", 0.1)
     assert ladder.checkpoint_steps() == [64, 128, 256, 512, 1024] and ladder.total_steps == 1024
     assert [s["name"] for s in ladder.sizes] == ["zoo-1", "zoo-5"]
-    assert dataclasses.replace(ladder, schedule="cosine", cooldown_fraction=0.2, budgets=None, total_steps=4096,
+    assert dataclasses.replace(ladder, schedule="wsd", cooldown_fraction=0.2, budgets=None, total_steps=4096,
                                sizes=CPU_LADDER.sizes) == CPU_LADDER  # nothing else moved
 
 
