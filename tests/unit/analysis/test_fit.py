@@ -170,6 +170,15 @@ def test_chinchilla_e_collapsing_to_zero_is_on_its_bound():
     assert fit.implausible == ()
 
 
+def test_chinchilla_e_near_zero_is_on_its_bound_too():
+    """The committed WSD ladder's fit: E = 3.8e-4 beside a smallest loss of 3.38 is a collapsed E, not a
+    measured one (its bootstrap interval was 1e-7 wide); a real floor at a third of the loss is not."""
+    collapsed = ChinchillaFit({"A": 5.5, "B": 16.7, "E": 3.8e-4, "alpha": 0.12, "beta": 0.13}, 0.0, 25, 1, loss_min=3.38)
+    assert collapsed.at_bounds == ("E",)
+    real = ChinchillaFit({"A": 5.5, "B": 16.7, "E": 1.1, "alpha": 0.12, "beta": 0.13}, 0.0, 25, 1, loss_min=3.38)
+    assert real.at_bounds == ()
+
+
 def test_chinchilla_flags_exponents_outside_the_sane_range():
     fit = ChinchillaFit({"A": 1.0, "B": 1.0, "E": 1.5, "alpha": 0.01, "beta": 1.7}, 0.0, 9, 1, loss_min=2.0)
     assert fit.implausible == ("alpha", "beta") and fit.at_bounds == ()
