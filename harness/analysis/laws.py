@@ -234,12 +234,12 @@ def chinchilla_bound_notes(fit: ChinchillaFit) -> tuple[str, ...]:
 
     >>> fit = ChinchillaFit({"A": 9.0, "B": 9.0, "E": 1e-40, "alpha": 0.3, "beta": 2.5}, 0.0, 30, 1, loss_min=2.5)
     >>> chinchilla_bound_notes(fit)
-    ('E at its bound 0 (E = 1e-40)', 'beta = 2.5 outside 0.05-1')
+    ('E collapsed to its bound 0 (E = 1e-40, under 1% of the smallest loss)', 'beta = 2.5 outside 0.05-1')
     """
     out = []
     if "E" in fit.at_bounds:
         e = fit.params["E"]
-        out.append(f"E at its bound 0 (E = {e:.2g})" if e < 0.5 * fit.loss_min
+        out.append(f"E collapsed to its bound 0 (E = {e:.2g}, under 1% of the smallest loss)" if e < 0.5 * fit.loss_min
                    else f"E at its bound, the smallest loss {fit.loss_min:.4g}")
     lo, hi = SANE_EXPONENTS
     out += [f"{k} = {fit.params[k]:.3g} outside {lo:g}-{hi:g}" for k in fit.implausible]

@@ -44,6 +44,8 @@ class Series:
     def __post_init__(self) -> None:
         if not self.runs:
             object.__setattr__(self, "runs", tuple(self.models))
+        if len(self.runs) != len(self.models):
+            raise ValueError(f"{len(self.runs)} runs for {len(self.models)} points")
 
     @property
     def n_sizes(self) -> int:
@@ -75,17 +77,21 @@ def metric_rows(scores: pd.DataFrame, task: str, metric: str, flt: str) -> pd.Da
 
 
 def run_names(rows: pd.DataFrame) -> tuple[str, ...]:
-    """The training run of each scores row: `model@revision` where the revision is a finished
-    learning-rate schedule (finished_schedule True: a run of its own, trained for exactly its tokens),
-    else the model name (its revisions are checkpoints of one schedule, or nobody says otherwise).
+    """The training run of each scores row: `model@revision` when every revision of that model is a
+    finished learning-rate schedule (finished_schedule True: each a run of its own, trained for exactly
+    its tokens, as a WSD ladder's), else the model name. A model whose last revision is finished and
+    the others not (Pythia, a cosine ladder) is one run: its earlier revisions are checkpoints of it.
 
-    >>> run_names(pd.DataFrame({"model": ["a", "a", "b"], "revision": ["step1", "step2", "step1"],
-    ...                         "finished_schedule": [True, True, None]}))
-    ('a@step1', 'a@step2', 'b')
+    >>> run_names(pd.DataFrame({"model": ["a", "a", "b", "c", "c"],
+    ...                         "revision": ["step1", "step2", "step1", "step1", "step2"],
+    ...                         "finished_schedule": [True, True, None, False, True]}))
+    ('a@step1', 'a@step2', 'b', 'c', 'c')
     """
     flags = rows["finished_schedule"].tolist() if "finished_schedule" in rows.columns else [None] * len(rows)
-    return tuple(f"{model}@{revision_label(revision)}" if flag is True else model
-                 for model, revision, flag in zip(rows["model"], rows["revision"], flags))
+    models = list(rows["model"])
+    split = {m for m in set(models) if all(f is True for f, other in zip(flags, models) if other == m)}
+    return tuple(f"{model}@{revision_label(revision)}" if model in split else model
+                 for model, revision in zip(models, rows["revision"]))
 
 
 def final_revisions(rows: pd.DataFrame) -> pd.DataFrame:

@@ -100,7 +100,19 @@ CPU_LADDER = Ladder(
     schedule="wsd",
 )
 
-# Same recipe, wider and longer, for a GPU (`zoo build --device cuda`).
+# `--schedule cosine` trains the first committed ladder's recipe: one cosine per size at the per-size
+# rates it was tuned with (zoo/README.md, "Second round"), every parameter at the same rate.
+COSINE_RATES = {"zoo-1": 1e-2, "zoo-2": 1e-2, "zoo-3": 1.2e-2, "zoo-4": 8e-3, "zoo-5": 1.2e-2,
+                "zoo-6": 5e-3, "zoo-7": 4e-3, "zoo-8": 2e-3}
+
+
+def cosine_sizes(sizes: Sequence[dict]) -> tuple[dict, ...]:
+    """The sizes with the cosine recipe's rates and no embedding rate of their own."""
+    return tuple({**{k: v for k, v in s.items() if k != "embedding_lr"}, "lr": COSINE_RATES[s["name"]]} for s in sizes)
+
+
+# Same recipe, wider and longer, for a GPU (`zoo build --device cuda`); its three added sizes follow the
+# rate rule but were never trained with it here (no GPU): a first run should screen their rates.
 CUDA_LADDER = Ladder(
     sizes=CPU_LADDER.sizes
     + (
@@ -208,6 +220,8 @@ def recipe(
     """The ladder `zoo build` trains: the device's recipe with the CLI's schedule, budgets and sizes."""
     ladder = CUDA_LADDER if device == "cuda" else CPU_LADDER
     ladder = dataclasses.replace(ladder, schedule=schedule or ladder.schedule, cooldown_fraction=cooldown_fraction)
+    if ladder.schedule == "cosine":
+        ladder = dataclasses.replace(ladder, sizes=cosine_sizes(ladder.sizes))
     if budgets:
         if min(budgets) < 1:
             raise UserError(f"--budgets {','.join(map(str, budgets))}: steps must be positive")

@@ -210,7 +210,8 @@ class _Checkpointer:
 
     def __call__(self, model: torch.nn.Module, step: int, budget: int, losses: list[float]) -> dict:
         tokens = step * self.cfg.batch_size * self.cfg.seq_len
-        meta = schedule_meta(self.cfg, step, budget)
+        meta = {**schedule_meta(self.cfg, step, budget), "peak_lr": self.spec.lr,
+                "embedding_peak_lr": self.spec.embedding_lr or self.spec.lr}
         save_checkpoint(model, self.tokenizer, self.out_dir / self.spec.name / f"step{step}", step, tokens, meta)
         record = {"size": self.spec.name, "step": step, "tokens": tokens, "train_loss": float(np.mean(losses[-50:])),
                   "heldout_loss": heldout_loss(model, self.heldout_rows, self.device),

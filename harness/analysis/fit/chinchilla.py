@@ -22,7 +22,7 @@ from harness.analysis.fit._lbfgs import minimize_batch
 
 HUBER_DELTA = 1e-3
 # E below this fraction of the smallest loss has collapsed onto its bound 0: the points do not measure
-# an irreducible loss that small. At 1e-6 the committed WSD ladder's E = 1e-4 (smallest loss 3.38)
+# an irreducible loss that small. At 1e-6 the committed WSD ladder's E = 3.8e-4 (smallest loss 3.38)
 # passed as a value, with a bootstrap interval of width 1e-7 (every refit stalled there: the objective
 # hardly moves with E that small), i.e. a "finite interval" that described nothing.
 E_COLLAPSED = 1e-2

@@ -151,14 +151,16 @@ def test_sigmoid_inside_its_bounds_has_no_caveat():
 
 def _one_model_per_size_scores(y, finished) -> pd.DataFrame:
     """scores.parquet rows of the (N, D) ladder as revisions step* of ONE model name per size, each
-    revision's finished_schedule set to `finished` (a WSD ladder: True; a cosine one: False; unknown: None)."""
+    revision's finished_schedule set to `finished` (a WSD ladder: True; unknown: None; False), or with
+    "last" True only at each size's last revision (a cosine ladder, Pythia: the schedule ends there)."""
     s = _one_schedule(y)
+    flags = list(D == pd.Series(D).groupby(N).transform("max").to_numpy()) if finished == "last" else [finished] * N.size
     return pd.DataFrame({"model": s.models, "revision": s.revisions, "task": "wiki", "metric": "nll_per_token",
                          "filter": "none", "value": y, "n_params_nonembedding": N, "tokens_trained": D,
-                         "finished_schedule": [finished] * N.size})
+                         "finished_schedule": [None if f is None else bool(f) for f in flags]})
 
 
-@pytest.mark.parametrize("finished", [False, None, True])
+@pytest.mark.parametrize("finished", [False, None, "last", True])
 def test_finished_schedules_of_one_model_are_separate_runs(finished, monkeypatch):
     verdicts = []
 
@@ -172,9 +174,9 @@ def test_finished_schedules_of_one_model_are_separate_runs(finished, monkeypatch
     assert len(set(s.models)) == SIZES.size  # one model name per size, whatever the schedule
     o = laws.chinchilla(s, 0.95)
     schedule_caveats = [c for c in o.caveats if "one run" in c]
-    if finished:  # every revision cooled down at its own budget: each is a run of its own (check (a) passes)
+    if finished is True:  # every revision cooled down at its own budget: each is a run of its own (check (a) passes)
         assert not verdicts[0].one_schedule and schedule_caveats == [] and o.reliable
         assert set(s.runs) == {f"{m}@{r}" for m, r in zip(s.models, s.revisions)}
-    else:  # checkpoints of one schedule per size, or nobody says otherwise: unreliable, as before
+    else:  # checkpoints of one schedule per size (its last one finished it), or unknown: unreliable, as before
         assert verdicts[0].one_schedule and not o.reliable and len(schedule_caveats) == 1
         assert s.runs == s.models

@@ -37,6 +37,16 @@ def test_default_build_is_the_committed_wsd_recipe(monkeypatch):
     assert recipe("cuda") == CUDA_LADDER
 
 
+def test_cosine_trains_the_first_ladder_recipe(monkeypatch):
+    """`--schedule cosine` gives the first committed ladder's per-size rates, every parameter at one rate."""
+    ladder = _built_ladder(monkeypatch, "--schedule", "cosine")
+    assert ladder.schedule == "cosine"
+    assert [(s["name"], s["lr"]) for s in ladder.sizes] == [("zoo-1", 1e-2), ("zoo-2", 1e-2), ("zoo-3", 1.2e-2),
+                                                             ("zoo-4", 8e-3), ("zoo-5", 1.2e-2)]
+    assert all("embedding_lr" not in s for s in ladder.sizes)
+    assert [s["d_model"] for s in ladder.sizes] == [s["d_model"] for s in CPU_LADDER.sizes]
+
+
 def test_wsd_flags_reach_the_ladder(monkeypatch):
     ladder = _built_ladder(monkeypatch, "--schedule", "wsd", "--cooldown-fraction", "0.1",
                            "--budgets", "1024,64,128,256,512", "--sizes", "zoo-5,zoo-1")
