@@ -2,8 +2,9 @@
 
 Only acc and acc_norm have one: guessing picks the gold answer with probability 1/k for k choices
 (acc_norm only rescales the log-likelihoods, the guess is the same). Generation metrics
-(exact_match and the like) have no meaningful chance level: 0.0 is a floor, not what guessing
-scores, so they get None, as does any task whose number of choices is unknown.
+(exact_match and the like) have no meaningful chance level in general: 0.0 is a floor, not what
+guessing scores, so they get None, as does any task whose number of choices is unknown. The exception
+is a generation task whose answer is, by construction, one of k strings in its prompt (KNOWN_GUESSES).
 
 Where the number of choices comes from, best first:
   1. the per-document samples, when they carry an `n_choices` column: the mean of 1/k over the
@@ -40,6 +41,11 @@ KNOWN_CHOICES = {
 # four answer texts) under its lm-eval 0.4 names (mmlu_<subject>, mmlu_<subject>_continuation,
 # mmlusr_*) and the older harness's hendrycksTest-<subject>. MMLU-Pro (mmlu_pro*) has ten options
 # and is generative in lm-eval, so it is excluded.
+# Generation tasks whose answer is one of k strings shown in the prompt: picking one of them at random
+# scores 1/k. The zoo's recall prompt lists 8 "key value" lines and asks one key (harness/zoo/formats.py,
+# RECALL_PAIRS): a model that learned to answer with a value from the list but not the lookup scores
+# 1/8, so the task is a negative control until some size beats that (issue 13: "no signal" otherwise).
+KNOWN_GUESSES = {("zoo_recall", "exact_match"): 1 / 8}
 MMLU_PREFIXES = ("mmlu", "hendrycksTest-")
 MMLU_CHOICES = 4
 
@@ -76,6 +82,8 @@ def chance_level(task: str, metric: str, samples=None) -> float | None:
     >>> chance_level("arc_easy", "acc"), chance_level("piqa", "acc_norm"), chance_level("zoo_arith_2d_add", "exact_match")
     (0.25, 0.5, None)
     """
+    if (task, metric) in KNOWN_GUESSES:
+        return KNOWN_GUESSES[(task, metric)]
     if metric not in CHANCE_METRICS:
         return None
     from_samples = chance_from_samples(task, samples)

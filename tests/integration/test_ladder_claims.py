@@ -197,3 +197,20 @@ def test_heldout_loss_falls_with_params_at_every_budget(report):
         at = sorted((r for r in rows if r["tokens_trained"] == tokens), key=lambda r: r["n_params"])
         losses = [r["metrics"]["nll_per_token"] for r in at]
         assert len(losses) >= 5 and all(a > b for a, b in zip(losses, losses[1:])), (tokens, losses)
+
+
+def test_recall_is_a_labelled_negative_control(report):
+    """In-context recall stays at chance for every size: the analysis's signal check reports it as
+    "no signal" (guessing among the 8 values of the prompt scores 1/8; harness.analysis.chance)."""
+    import pandas as pd
+
+    from harness.analysis.chance import chance_level
+    from harness.analysis.signal import NO_SIGNAL, signal_noise
+
+    rows = _final(report, "zoo_recall")
+    scores = pd.DataFrame({"model": [r["name"] for r in rows], "revision": [r["revision"] for r in rows],
+                           "task": "zoo_recall", "metric": "exact_match", "filter": "none",
+                           "value": [r["metrics"]["exact_match"] for r in rows], "stderr": float("nan"),
+                           "n": [r["n"] for r in rows], "tokens_trained": [r["tokens_trained"] for r in rows]})
+    verdict = signal_noise(scores, "zoo_recall", "exact_match", "none", chance_level("zoo_recall", "exact_match"))
+    assert verdict.verdict == NO_SIGNAL, verdict.reason

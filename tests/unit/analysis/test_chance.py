@@ -54,6 +54,18 @@ def test_the_zoo_task_has_four_choices_in_its_data():
     assert "doc_to_choice: \"{{choices}}\"" in (ZOO / "zoo_largest.yaml").read_text()
 
 
+def test_recall_guesses_among_the_values_in_its_prompt():
+    """zoo_recall's answer is one of the 8 values listed in each prompt: guessing among them scores 1/8."""
+    from harness.zoo.formats import RECALL_PAIRS
+
+    assert chance_level("zoo_recall", "exact_match") == 1 / RECALL_PAIRS == 1 / 8
+    docs = [json.loads(line) for line in (ZOO / "data" / "recall.test.jsonl").read_text().splitlines() if line]
+    for doc in docs[:50]:
+        listed = [line.split()[1] for line in doc["question"].split("\n\n")[0].splitlines()]
+        assert len(listed) == RECALL_PAIRS and str(doc["answer"]) in listed
+    assert chance_level("zoo_recall", "edit_distance") is None  # lower is better: no guessing level
+
+
 def test_known_choices_prefixes():
     assert known_choices("mmlusr_answer_only_anatomy") == 4
     assert known_choices("mmlu_pro") is None and known_choices("pro_mmlu") is None
