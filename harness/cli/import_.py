@@ -16,7 +16,7 @@ EXIT_ANALYSIS_FAILED = 3
 _EPILOG = """Formats are told by content: lm-eval results JSON (0.4 `results_<timestamp>.json`, or 0.3), lm-eval
 --log_samples JSONL (`samples_<task>_<timestamp>.jsonl`, read with the results file beside it), and CSV or
 Parquet tables with columns model, revision, n_params, tokens_trained, task, metric, value [stderr, n,
-filter, n_params_nonembedding]. Folders are searched for *.json, *.jsonl, *.csv, *.parquet.
+filter, n_params_nonembedding, finished_schedule]. Folders are searched for *.json, *.jsonl, *.csv, *.parquet.
 Sizes: from the file, else the family table (Pythia, GPT-2), else --meta:
   models: {NAME: {n_params: N, n_params_nonembedding: N, tokens_per_step: N, tokens_trained: N}}"""
 

@@ -36,7 +36,8 @@ def score_row(record: ScoreRecord, sizes: Sizes) -> dict[str, Any]:
             "filter": record.filter, "value": record.value, "stderr": record.stderr, "n": record.n,
             "n_params": sizes.n_params, "n_params_nonembedding": sizes.n_params_nonembedding,
             "tokens_trained": sizes.tokens_trained,
-            "finished_schedule": None}  # published results do not say whether a revision finished its schedule
+            # lm-eval outputs do not say whether a revision finished its schedule (None); a table may
+            "finished_schedule": record.finished_schedule}
 
 
 def merge_rows(new: Iterable[tuple[Path, dict]], existing: Iterable[tuple[Path, dict]]) -> Merged:

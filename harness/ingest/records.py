@@ -44,6 +44,9 @@ class ScoreRecord:
     stderr: float | None
     n: int | None
     stated: Sizes = Sizes()
+    # Whether the revision is a finished learning-rate schedule (results.schemas: finished_schedule), as
+    # a table states it (a harness run's scores.parquet does); None where the source does not say.
+    finished_schedule: bool | None = None
 
     @property
     def model_key(self) -> tuple[str, str]:
@@ -96,6 +99,18 @@ def as_float(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return out
+
+
+def as_flag(value: Any) -> bool | None:
+    """A yes/no cell: a boolean (Parquet), or true/false/1/0 text (CSV); None when empty or anything else.
+
+    >>> as_flag(True), as_flag("false"), as_flag(" TRUE "), as_flag(1.0), as_flag(""), as_flag(float("nan"))
+    (True, False, True, True, None, None)
+    """
+    if isinstance(value, bool) or type(value).__name__ == "bool_":  # numpy's bool from a Parquet column
+        return bool(value)
+    text = str(value).strip().lower() if value is not None else ""
+    return {"true": True, "false": False, "1": True, "0": False, "1.0": True, "0.0": False}.get(text)
 
 
 def as_count(value: Any) -> int | None:

@@ -2,8 +2,8 @@
 
 Columns: model, revision, n_params, tokens_trained, task, metric, value (required; a cell may be empty
 where a figure is unknown: revision -> "main", counts -> looked up as for any source), and stderr, n,
-filter (-> "none"), n_params_nonembedding (optional). Other columns are ignored. A scores.parquet of
-another run folder is such a table, so folders can be merged this way.
+filter (-> "none"), n_params_nonembedding, finished_schedule (optional). Other columns are ignored. A
+scores.parquet of another run folder is such a table, so folders can be merged this way.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import math
 from pathlib import Path
 
 from harness.errors import UserError
-from harness.ingest.records import Parsed, ScoreRecord, Sizes, as_count, as_float, revision_of
+from harness.ingest.records import Parsed, ScoreRecord, Sizes, as_count, as_flag, as_float, revision_of
 
 REQUIRED = ("model", "revision", "n_params", "tokens_trained", "task", "metric", "value")
-OPTIONAL = ("stderr", "n", "filter", "n_params_nonembedding")
+OPTIONAL = ("stderr", "n", "filter", "n_params_nonembedding", "finished_schedule")
 
 
 def read_frame(path: Path, kind: str):
@@ -49,7 +49,7 @@ def parse_table(path: Path, kind: str, frame=None) -> Parsed:
         rows.append(ScoreRecord(_text(rec["model"]), revision_of(_text(rec["revision"]) or None), _text(rec["task"]),
                                 _text(rec["metric"]), _text(rec.get("filter")) or "none", value,
                                 None if stderr is None or math.isnan(stderr) else stderr, as_count(rec.get("n")),
-                                stated))
+                                stated, as_flag(rec.get("finished_schedule"))))
     return Parsed(path, kind, tuple(rows))
 
 

@@ -36,6 +36,18 @@ def test_a_parquet_table_with_the_optional_columns(tmp_path):
     assert (row.filter, row.n, row.stated.n_params, row.stated.n_params_nonembedding) == ("strict", 4, 10, 7)
 
 
+def test_a_table_carries_finished_schedule_when_it_has_the_column(tmp_path):
+    """A harness run's scores.parquet says which revisions finished their schedule; an import keeps it."""
+    frame = pd.DataFrame({"model": ["m"] * 3, "revision": ["step1", "step2", "step3"], "n_params": [10] * 3,
+                          "tokens_trained": [1, 2, 3], "task": ["t"] * 3, "metric": ["acc"] * 3,
+                          "value": [0.1, 0.2, 0.3], "finished_schedule": pd.array([True, False, None], dtype="boolean")})
+    frame.to_parquet(tmp_path / "scores.parquet")
+    assert [r.finished_schedule for r in read_source(tmp_path / "scores.parquet").scores] == [True, False, None]
+    (tmp_path / "t.csv").write_text(CSV.replace(",n\n", ",n,finished_schedule\n").replace(",100\n", ",100,true\n")
+                                    .replace(",,\n", ",,\n"))
+    assert [r.finished_schedule for r in read_source(tmp_path / "t.csv").scores] == [True, None]
+
+
 def test_a_table_without_the_required_columns_is_not_a_result(tmp_path):
     path = tmp_path / "t.parquet"
     pd.DataFrame({"model": ["m"], "task": ["t"], "metric": ["acc"], "value": [1.0]}).to_parquet(path)
