@@ -37,15 +37,15 @@ KNOWN_CHOICES = {
     "openbookqa": 4,  # openbookqa/openbookqa.yaml: choices.text (A-D)
     "zoo_largest": 4,  # tasks/zoo/zoo_largest.yaml; harness/zoo/formats.py largest_sample: four numbers
 }
-# MMLU (mmlu/default/_default_template_yaml: ["A", "B", "C", "D"]; the continuation variant has the
-# four answer texts) under its lm-eval 0.4 names (mmlu_<subject>, mmlu_<subject>_continuation,
-# mmlusr_*) and the older harness's hendrycksTest-<subject>. MMLU-Pro (mmlu_pro*) has ten options
-# and is generative in lm-eval, so it is excluded.
 # Generation tasks whose answer is one of k strings shown in the prompt: picking one of them at random
 # scores 1/k. The zoo's recall prompt lists 8 "key value" lines and asks one key (harness/zoo/formats.py,
 # RECALL_PAIRS): a model that learned to answer with a value from the list but not the lookup scores
 # 1/8, so the task is a negative control until some size beats that (issue 13: "no signal" otherwise).
 KNOWN_GUESSES = {("zoo_recall", "exact_match"): 1 / 8}
+# MMLU (mmlu/default/_default_template_yaml: ["A", "B", "C", "D"]; the continuation variant has the
+# four answer texts) under its lm-eval 0.4 names (mmlu_<subject>, mmlu_<subject>_continuation,
+# mmlusr_*) and the older harness's hendrycksTest-<subject>. MMLU-Pro (mmlu_pro*) has ten options
+# and is generative in lm-eval, so it is excluded.
 MMLU_PREFIXES = ("mmlu", "hendrycksTest-")
 MMLU_CHOICES = 4
 

@@ -88,10 +88,9 @@ def run_names(rows: pd.DataFrame) -> tuple[str, ...]:
     ('a@step1', 'a@step2', 'b', 'c', 'c')
     """
     flags = rows["finished_schedule"].tolist() if "finished_schedule" in rows.columns else [None] * len(rows)
-    models = list(rows["model"])
-    split = {m for m in set(models) if all(f is True for f, other in zip(flags, models) if other == m)}
-    return tuple(f"{model}@{revision_label(revision)}" if model in split else model
-                 for model, revision in zip(models, rows["revision"]))
+    one_run = {model for model, flag in zip(rows["model"], flags) if flag is not True}
+    return tuple(model if model in one_run else f"{model}@{revision_label(revision)}"
+                 for model, revision in zip(rows["model"], rows["revision"]))
 
 
 def final_revisions(rows: pd.DataFrame) -> pd.DataFrame:

@@ -71,7 +71,7 @@ class Ladder:
 # Peak learning rate = LR_TIMES_WIDTH / d_model: Adam's update size per hidden weight must shrink as
 # 1/width to keep a layer's output change fixed (muP, Yang et al. 2022). WSD screens on this stream
 # (zoo/README.md) found the best rates near 2e-2 at d=16 and 4-6e-3 at d=96, i.e. 0.3-0.5 / d; the
-# cosine recipe's per-size rates (1e-2 .. 1.2e-2 at every width) left the wider sizes slow in short runs.
+# cosine recipe's per-size rates (8e-3 .. 1.2e-2, not ordered by width) left the wider sizes slow in short runs.
 LR_TIMES_WIDTH = 0.36
 # The token embedding's peak rate, the same at every width (muP keeps it width-independent): the
 # narrowest size's rate. At 0.36 / d it was the wide sizes' bottleneck early on (zoo/README.md).

@@ -313,7 +313,8 @@ def _fork(model: torch.nn.Module, opt: torch.optim.Optimizer, cfg: TrainConfig):
     dtype and device: without the copy the branch would update the stable run's moments in place.
     """
     branch = copy.deepcopy(model)
-    branch_opt = _optimizer(branch, opt.param_groups[0]["lr"], cfg, opt.param_groups[-1].get("lr_scale", 1.0))
+    scale = next((g["lr_scale"] for g in opt.param_groups if "lr_scale" in g), 1.0)  # the embedding's group
+    branch_opt = _optimizer(branch, opt.param_groups[0]["lr"], cfg, scale)
     branch_opt.load_state_dict(copy.deepcopy(opt.state_dict()))
     return branch, branch_opt
 
