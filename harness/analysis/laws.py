@@ -18,7 +18,7 @@ from harness.analysis.fit._common import goodness
 from harness.analysis.fit.chinchilla import SANE_EXPONENTS, ChinchillaFit
 from harness.analysis.fit.reliability import UNRELIABLE, assess_chinchilla
 from harness.analysis.fit.residuals import Trend
-from harness.analysis.frontier import LadderFrontier, frontier_rows, ladder_frontier, residual_rows
+from harness.analysis.frontier import LadderFrontier, exponents, frontier_rows, ladder_frontier, residual_rows
 from harness.analysis.fit.sigmoid import K_BOUNDS, X0_MARGIN, SigmoidFit
 
 NEGATED = frozenset({"target_loglik"})  # fitted as a loss: -log p(target) falls with size
@@ -224,8 +224,7 @@ def _chinchilla_draws(s: Series, known: np.ndarray, fit: ChinchillaFit, n_boot: 
 
 def _with_frontier_exponents(p: dict) -> dict:
     """Adds N_opt ∝ C^(beta / (alpha + beta)) and D_opt ∝ C^(alpha / (alpha + beta)) (floats or draws)."""
-    p["N_opt_exponent"] = p["beta"] / (p["alpha"] + p["beta"])
-    p["D_opt_exponent"] = p["alpha"] / (p["alpha"] + p["beta"])
+    p["N_opt_exponent"], p["D_opt_exponent"] = exponents(p)
     return p
 
 

@@ -28,7 +28,7 @@ class ShardFeed:
     """Built tasks' shards for one run: `plan` holds every shard fed so far; `take()` returns the
     pending ones (not already written whole in `run_dir`) fed since the last call."""
 
-    def __init__(self, plan: Plan, finals: set[str], run_dir: Path, stream=None, workers: int | None = None) -> None:
+    def __init__(self, plan: Plan, finals: set[str], run_dir: Path, stream=None) -> None:
         self.plan, self.finals, self.run_dir = plan, finals, run_dir
         self.stream = stream or sys.stderr
         self.reused: set[str] = set()
@@ -38,15 +38,15 @@ class ShardFeed:
         self._parts: list[tuple[BuiltTask, list[Shard]]] = []
         self._queue: queue.Queue = queue.Queue()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._build, args=(workers,), name="harness-task-builds", daemon=True)
+        self._thread = threading.Thread(target=self._build, name="harness-task-builds", daemon=True)
 
     def start(self) -> ShardFeed:
         self._thread.start()
         return self
 
-    def _build(self, workers: int | None) -> None:
+    def _build(self) -> None:
         sweep, revisions, fingerprints = self.plan.sweep, self.plan.model_revisions, self.plan.fingerprints
-        tasks = iter_built_tasks(sweep, self.stream, workers=workers)
+        tasks = iter_built_tasks(sweep, self.stream)
         try:
             for built in tasks:
                 self._queue.put((built, task_shards(built, revisions, self.finals, fingerprints, sweep)))

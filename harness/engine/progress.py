@@ -62,7 +62,6 @@ class Progress:
     def __init__(self, shards_per_model: Counter, requests_total: int,
                  stream: TextIO | None = None, interval: float = 5.0,
                  requests_per_model: Counter | None = None) -> None:
-        self.total = sum(shards_per_model.values())
         self.per_model_total = shards_per_model
         self.per_model_done: Counter = Counter()
         # Work left per revision is counted in requests when they are known, else in shards.
@@ -78,6 +77,10 @@ class Progress:
         self._last = 0.0
 
     @property
+    def total(self) -> int:
+        return sum(self.per_model_total.values())
+
+    @property
     def done(self) -> int:
         return sum(self.per_model_done.values())
 
@@ -90,7 +93,6 @@ class Progress:
         for shard in shards:
             key = shard.model_revision.key
             self.per_model_total[key] += 1
-            self.total += 1
             if self.per_model_requests is not None:
                 self.per_model_requests[key] += shard.n_requests
             self.requests_total += shard.n_requests

@@ -213,7 +213,7 @@ def _instances(ints: dict, values: dict, docs_by_id: dict[int, Any]) -> list:
 
 # -- the folder ----------------------------------------------------------------------------------
 
-STALE_TEMP_SECONDS = 3600  # a builder's temporary file untouched this long was left by a killed process
+CACHE_STALE_TEMP_SECONDS = 3600  # a builder's temporary file untouched this long was left by a killed process
 
 
 @dataclass(frozen=True)
@@ -232,7 +232,7 @@ class RequestCache:
             probe = self.folder / f"{TMP_PREFIX}{secrets.token_hex(8)}"
             probe.write_bytes(b"")
             probe.unlink()
-            remove_stale_temps(self.folder, STALE_TEMP_SECONDS)
+            remove_stale_temps(self.folder, CACHE_STALE_TEMP_SECONDS)
         except OSError as exc:
             return first_line(exc)
         return None

@@ -161,13 +161,13 @@ def assemble_plan(sweep: Sweep, revisions: list[ModelRevision], fingerprints: di
                 [shard for _, shards in ordered for shard in shards], fingerprints)
 
 
-def build_plan(sweep: Sweep, base: Path | None = None, stream=None, *, workers: int | None = None) -> Plan:
+def build_plan(sweep: Sweep, base: Path | None = None, stream=None) -> Plan:
     """Resolve models, build every task's requests once (from the request cache when it has them,
-    in parallel when it does not), split them into shards. `workers`: builder processes
-    (`iter_built_tasks`); the request line goes to `stream` (default stderr)."""
+    in parallel when it does not), split them into shards. The request line goes to `stream`
+    (default stderr)."""
     revisions, finals, fingerprints = plan_models(sweep, base)
     parts = [(built, task_shards(built, revisions, finals, fingerprints, sweep))
-             for built in iter_built_tasks(sweep, stream, workers=workers)]
+             for built in iter_built_tasks(sweep, stream)]
     return assemble_plan(sweep, revisions, fingerprints, parts)
 
 

@@ -96,7 +96,7 @@ def count_params(model: torch.nn.Module) -> tuple[int, int]:
 
 def lr_at(step: int, total: int, peak: float, cfg: TrainConfig) -> float:
     if step < cfg.warmup_steps:
-        return peak * (step + 1) / cfg.warmup_steps
+        return stable_lr_at(step, peak, cfg)  # the same linear warm-up
     progress = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
     floor = peak * cfg.final_lr_fraction
     return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
