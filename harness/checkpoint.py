@@ -59,6 +59,14 @@ def step_of(revision: str | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def runs_revision(task_revisions: str, label: str, is_final: bool) -> bool:
+    """Whether a task whose `revisions:` is task_revisions ("all", "final" or one revision label) runs
+    on a model revision labelled `label` (is_final: the model's last in training_order)."""
+    if task_revisions == "all":
+        return True
+    return is_final if task_revisions == "final" else label == task_revisions
+
+
 def training_order(revision: str | None, tokens: int | None = None) -> tuple:
     """Sort key that puts revisions in training order: by tokens trained, then step, then name.
 

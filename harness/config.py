@@ -18,7 +18,7 @@ from harness.errors import UserError
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEVICES = ("auto", "cpu", "cuda")
 BACKENDS = ("hf", "fast")
-TASK_REVISIONS = ("all", "final")
+TASK_REVISIONS = ("all", "final")  # or one revision label that every model has, e.g. step4096
 # The checkout this package runs from. Its tasks/ and sweeps/ are not package data: an install
 # that is not editable has neither, and `bundled` says so instead of pointing at nothing.
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +58,9 @@ class TaskSpec:
     name: str
     num_fewshot: int | None = None
     limit: int | None = None
-    revisions: str = "all"  # "final": only the last revision of each model
+    # "all"; "final": only the last revision of each model; any other value names one revision every
+    # model has (e.g. "step4096": sizes compared at equal tokens when their last revisions differ)
+    revisions: str = "all"
 
 
 @dataclass(frozen=True)
@@ -216,9 +218,21 @@ def _task_from_raw(raw: Any, source: str, i: int) -> TaskSpec:
     values = _typed_entry(raw, _TASK_KEYS, source, f"tasks[{i}]", "name")
     check_positive(values.get("limit"), f"{source}: {prefix}limit")
     check_positive(values.get("num_fewshot"), f"{source}: {prefix}num_fewshot", allow_zero=True)
-    _check_choice(values.get("revisions") or "all", TASK_REVISIONS, source, prefix + "revisions")
     values["revisions"] = values.get("revisions") or "all"
     return TaskSpec(**values)
+
+
+def check_task_revisions(sweep: Sweep) -> None:
+    """A task that names one revision (not all/final) needs every model to list it: UserError otherwise."""
+    for task in sweep.tasks:
+        if task.revisions in TASK_REVISIONS:
+            continue
+        for model in sweep.models:
+            labels = [revision_label(r) for r in model.revisions]
+            if task.revisions not in labels:
+                raise UserError(f"{sweep.source}: task {task.name} runs on revisions: {task.revisions}, which model "
+                                f"{model.name} does not list (it has {', '.join(labels)}); add it to the model's "
+                                "revisions, or use all or final")
 
 
 def sweep_from_mapping(raw: Mapping, source: str) -> Sweep:

@@ -10,8 +10,10 @@ interpolation) and Chinchilla's (6 x 70e9 parameters x 1.4e12 tokens = 5.88e23 F
 Hoffmann et al.'s ~20 tokens per parameter was measured; for a small ladder, an extrapolation).
 Approach 2 (analysis.isoflop) uses the measured points only. fits.parquet gets both as rows, law
 "chinchilla_frontier" and "isoflop", and every fit's residual trends as law "chinchilla_residuals".
-An unreliable fit gets neither frontier: Approach 2 too needs every point to be a finished run,
-which is the first thing fit.reliability checks, and one rule for both keeps the report simple.
+Approach 3's frontier needs a reliable fit (fit.reliability). Approach 2 assumes no law in N and D,
+only a parabola in log N near each profile's minimum, so a misfit of the additive law does not void
+it; it needs every point to be a finished run of its own (check (a) of fit.reliability), since a
+mid-schedule checkpoint is not on the profile of its C.
 """
 from __future__ import annotations
 
@@ -40,15 +42,16 @@ class Estimate:
 
 @dataclass(frozen=True)
 class LadderFrontier:
-    """What a reliable L(N, D) fit and its points say about compute-optimal scaling."""
+    """What an L(N, D) fit's points (Approach 2) and, when the fit is reliable, the fit itself (Approach 3)
+    say about compute-optimal scaling. The Approach 3 fields are None for an unreliable fit."""
 
     params: dict[str, float]  # the L(N, D) fit
-    a: Estimate  # N_opt ∝ C^a
-    b: Estimate  # D_opt ∝ C^b
+    a: Estimate | None  # N_opt ∝ C^a
+    b: Estimate | None  # D_opt ∝ C^b
     flops_ladder: float
-    n_opt_ladder: Estimate
-    ratio_ladder: Estimate  # D_opt / N_opt at flops_ladder
-    ratio_chinchilla: Estimate  # at CHINCHILLA_FLOPS
+    n_opt_ladder: Estimate | None
+    ratio_ladder: Estimate | None  # D_opt / N_opt at flops_ladder
+    ratio_chinchilla: Estimate | None  # at CHINCHILLA_FLOPS
     profiles: tuple[Profile, ...]  # Approach 2's IsoFLOP profiles
     approach2: Exponent | None  # None with fewer than 2 profiles that have a minimum
 
@@ -78,12 +81,16 @@ def _estimate(value, draws, level: float) -> Estimate:
     return Estimate(float(value), lo, hi, int(np.isfinite(draws).sum()))
 
 
-def ladder_frontier(n, d, y, params: dict[str, float], draws: dict[str, np.ndarray], level: float) -> LadderFrontier:
-    """Approach 3's frontier with intervals from `draws` (none when empty) and Approach 2 on (n, d, y)."""
+def ladder_frontier(n, d, y, params: dict[str, float], draws: dict[str, np.ndarray], level: float,
+                    approach3: bool = True) -> LadderFrontier:
+    """Approach 3's frontier with intervals from `draws` (none when empty; no frontier at all without
+    `approach3`, for an unreliable fit) and Approach 2 on (n, d, y)."""
     boot = draws if all(k in draws for k in ("A", "B", "alpha", "beta")) else None
     c_mid = ladder_flops(n, d)
 
-    def derived(fn) -> Estimate:
+    def derived(fn) -> Estimate | None:
+        if not approach3:
+            return None
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             # A degenerate draw (alpha + beta -> 0) gives inf or NaN: left out of the interval.
             return _estimate(fn(params), None if boot is None else fn(boot), level)
@@ -103,8 +110,16 @@ def _row(base: dict, law: str, param: str, e: Estimate, **over) -> dict:
 
 
 def frontier_rows(base: dict, f: LadderFrontier) -> list[dict]:
-    """fits.parquet rows of a reliable fit's frontier; `base` holds the fit's own columns (task,
-    metric, filter, ci_level, ci_method, n_sizes, transform, note, goodness, reliable)."""
+    """fits.parquet rows of the frontier: Approach 3's when the fit is reliable, Approach 2's when it
+    has an exponent; `base` holds the fit's own columns (task, metric, filter, ci_level, ci_method,
+    n_sizes, transform, note, goodness, reliable)."""
+    rows = [] if f.a is None else _approach3_rows(base, f)
+    if f.approach2 is not None:
+        rows += isoflop_rows(base, f.approach2, f.profiles)
+    return rows
+
+
+def _approach3_rows(base: dict, f: LadderFrontier) -> list[dict]:
     ratio_note = {"note": f"D_opt / N_opt at C_ladder = {f.flops_ladder:.3g} FLOPs (geometric middle of the "
                           "points' 6ND range)"}
     rows = [_row(base, FRONTIER_LAW, "a", f.a, note="N_opt ∝ C^a, a = beta / (alpha + beta)"),
@@ -116,20 +131,31 @@ def frontier_rows(base: dict, f: LadderFrontier) -> list[dict]:
                  note="Chinchilla's budget, 6 x 70e9 x 1.4e12 FLOPs"),
             _row(base, FRONTIER_LAW, "tokens_per_param_at_C_chinchilla", f.ratio_chinchilla,
                  note="D_opt / N_opt at C_chinchilla (an extrapolation beyond the ladder)")]
-    if f.approach2 is not None:
-        rows.append(isoflop_row(base, f.approach2, f.profiles))
     return rows
 
 
-def isoflop_row(base: dict, e: Exponent, profiles) -> dict:
-    """Approach 2's exponent; its goodness columns are those of the log-log line through the vertices."""
+def isoflop_rows(base: dict, e: Exponent, profiles) -> list[dict]:
+    """Approach 2's a, b = 1 - a (D = C / 6N), and N_opt and D_opt / N_opt at the profiles' middle C;
+    the goodness columns are those of the log-log line through the vertices."""
     x = np.log10([p.flops for p in profiles if np.isfinite(p.n_opt)])
     y = np.log10([p.n_opt for p in profiles if np.isfinite(p.n_opt)])
     resid = y - (e.log10_k + e.a * x)
     rss, tss = float(resid @ resid), float(((y - y.mean()) ** 2).sum())
-    return _row(base, ISOFLOP_LAW, "a", Estimate(e.a, e.low, e.high), ci_method=e.method,
-                n_points=int(x.size), dof=int(x.size - 2), rss=rss, rmse=float(np.sqrt(rss / x.size)),
-                r2=1.0 - rss / tss if tss > 0 else float("nan"), note=profiles_note(profiles))
+    # Its own verdict: Approach 2 does not lean on the L(N, D) law whose reliability `base` carries.
+    line = dict(ci_method=e.method, n_points=int(x.size), dof=int(x.size - 2), rss=rss,
+                rmse=float(np.sqrt(rss / x.size)), r2=1.0 - rss / tss if tss > 0 else float("nan"), reliable=True)
+    c_mid = 10.0 ** e.log10_flops_mid
+    n_mid = float(e.n_opt(c_mid))
+    mid_note = f"at C_mid = {c_mid:.3g} FLOPs (the profiles' geometric middle), from the line through the vertices"
+    spread = 10.0 ** e.log10_n_opt_mid_half
+    return [_row(base, ISOFLOP_LAW, "a", Estimate(e.a, e.low, e.high), note=profiles_note(profiles), **line),
+            _row(base, ISOFLOP_LAW, "b", Estimate(1.0 - e.a, 1.0 - e.high, 1.0 - e.low),
+                 note="D_opt ∝ C^b, b = 1 - a (D = C / 6N)", **line),
+            _row(base, ISOFLOP_LAW, "C_mid", Estimate(c_mid), note=mid_note, **line),
+            _row(base, ISOFLOP_LAW, "N_opt_at_C_mid", Estimate(n_mid, n_mid / spread, n_mid * spread),
+                 note=mid_note, **line),
+            _row(base, ISOFLOP_LAW, "tokens_per_param_at_C_mid", Estimate(*e.tokens_per_param_mid()),
+                 note=mid_note, **line)]
 
 
 def profiles_note(profiles) -> str:

@@ -59,9 +59,21 @@ class Exponent:
     log10_k: float
     n_profiles: int
     method: str  # how the interval was made, or why there is none
+    # The line at the profiles' middle (mean log10 C), where it is best pinned: log10 N_opt there and
+    # the half-width of its interval (same error model as a's; NaN when a has none).
+    log10_flops_mid: float = float("nan")
+    log10_n_opt_mid_half: float = float("nan")
 
     def n_opt(self, flops) -> np.ndarray:
         return 10.0 ** (self.log10_k + self.a * np.log10(np.asarray(flops, dtype=float)))
+
+    def tokens_per_param_mid(self) -> tuple[float, float, float]:
+        """D_opt / N_opt = C / (6 N_opt^2) at the profiles' middle C: (estimate, low, high)."""
+        c = 10.0 ** self.log10_flops_mid
+        n = float(self.n_opt(c))
+        ratio = c / (6.0 * n * n)
+        spread = 10.0 ** (2.0 * self.log10_n_opt_mid_half)  # N_opt up by a factor f: the ratio down by f^2
+        return ratio, ratio / spread, ratio * spread
 
 
 def group_budgets(flops, tolerance_dex: float = TOLERANCE_DEX) -> list[np.ndarray]:
@@ -145,26 +157,30 @@ def isoflop_exponent(profiles: list[Profile], level: float = 0.95) -> Exponent |
     y = np.log10([p.n_opt for p in ok])
     slope, intercept = (float(v) for v in np.polyfit(x, y, 1))
     nan = float("nan")
+    x_mid, mid_half = float(x.mean()), nan
     if len(ok) >= 3:
-        half = float(stats.t.ppf(0.5 + level / 2, len(ok) - 2)) * _hc3_slope_se(x, y)
+        t = float(stats.t.ppf(0.5 + level / 2, len(ok) - 2))
+        cov = _hc3_cov(x, y)
+        half = t * float(np.sqrt(max(cov[1, 1], 0.0)))
+        at_mid = np.array([1.0, x_mid])
+        mid_half = t * float(np.sqrt(max(at_mid @ cov @ at_mid, 0.0)))
         method = f"least squares over {len(ok)} profiles, HC3 error"
     elif all(np.isfinite(p.se) for p in ok):
         half = float(stats.norm.ppf(0.5 + level / 2)) * float(np.hypot(ok[0].se, ok[1].se)) / abs(x[1] - x[0])
         method = "two profiles: from their vertices' errors"
     else:
         half, method = nan, "two profiles without vertex errors: no interval"
-    return Exponent(slope, slope - half, slope + half, intercept, len(ok), method)
+    return Exponent(slope, slope - half, slope + half, intercept, len(ok), method, x_mid, mid_half)
 
 
-def _hc3_slope_se(x, y) -> float:
-    """Heteroscedasticity-consistent (HC3) standard error of the least-squares slope of y on x."""
+def _hc3_cov(x, y) -> np.ndarray:
+    """Heteroscedasticity-consistent (HC3) covariance of the least-squares (intercept, slope) of y on x."""
     design = np.stack([np.ones_like(x), x], axis=1)
     inv = np.linalg.inv(design.T @ design)
     resid = y - design @ (inv @ design.T @ y)
     hat = np.einsum("ij,jk,ik->i", design, inv, design)
     omega = (resid / np.maximum(1.0 - hat, 1e-12)) ** 2
-    cov = inv @ (design.T * omega) @ design @ inv
-    return float(np.sqrt(max(cov[1, 1], 0.0)))
+    return inv @ (design.T * omega) @ design @ inv
 
 
 def law_at_compute(params: dict[str, float], flops: float, n) -> np.ndarray:

@@ -39,7 +39,8 @@ class FitOutcome:
     reliable: bool = True  # False: report the numbers, derive nothing from them (chinchilla: no frontier)
     caveats: tuple[str, ...] = ()  # one clause per problem (parameters on bounds, failed checks)
     trends: tuple[Trend, ...] = ()  # chinchilla: its log residuals against N and D (fit.residuals)
-    frontier: LadderFrontier | None = field(default=None, repr=False)  # chinchilla, when reliable
+    # chinchilla: Approach 3's frontier when reliable, Approach 2's when its points are separate runs
+    frontier: LadderFrontier | None = field(default=None, repr=False)
 
     def rows(self, level: float) -> list[dict]:
         """fits.parquet rows: one per parameter, then (chinchilla) the residual trends and, for a
@@ -192,8 +193,10 @@ def chinchilla(s: Series, level: float, n_boot: int = 0, seed: int = 0) -> FitOu
     if not draws:
         notes.append("no intervals: no resamples (none asked for, or too few points to resample)")
     if not check.reliable:
-        notes.insert(0, f"{UNRELIABLE}: no compute-optimal frontier")
-    frontier = ladder_frontier(n, d, y, fit.params, draws, level) if check.reliable else None
+        notes.insert(0, f"{UNRELIABLE}: no compute-optimal frontier from this law")
+    # Approach 2 needs separate runs, not the law: an unreliable law still gets IsoFLOP profiles.
+    frontier = (ladder_frontier(n, d, y, fit.params, draws, level, approach3=check.reliable)
+                if check.reliable or check.separate_runs else None)
     return FitOutcome(s, "chinchilla", params, draws, gof, "identity", "; ".join(notes + list(caveats)),
                       method, reliable=check.reliable, caveats=caveats, trends=check.trends, frontier=frontier)
 

@@ -2,7 +2,8 @@
 two frontiers, and the L(N, D) fit's log residuals against N and against D.
 
 Drawn from what the analysis computed (FitOutcome.frontier, .trends), never refitted. A fit that is
-not reliable gets its points and residuals only: no parabola, no minimum, no frontier.
+not reliable gets no law lines and no Approach 3 frontier; its profiles keep their parabolas and
+minima (Approach 2) when its points are separate runs, else only the points and residuals.
 """
 from __future__ import annotations
 
@@ -30,6 +31,9 @@ def isoflop_plot(plt, path: Path, o) -> Path:
     if o.frontier is None:
         fig.suptitle("UNRELIABLE L(N, D) fit: no parabola minima, no frontier (see the report)", fontsize=10,
                      color="C3")
+    elif o.frontier.a is None:
+        fig.suptitle("UNRELIABLE L(N, D) fit: no law lines, no Approach 3 frontier; Approach 2's parabolas and "
+                     "minima need no law (see the report)", fontsize=10, color="C3")
     return _save(plt, fig, path)
 
 
@@ -47,8 +51,9 @@ def _profiles_panel(ax, s, p, profiles, frontier) -> None:
         ax.plot(prof.n, prof.loss, "o", color=colour, ms=5)
         if frontier is None:
             continue
-        wide = np.geomspace(prof.n.min() / 1.5, prof.n.max() * 1.5, 80)
-        ax.plot(wide, law_at_compute(p, prof.flops, wide), "--", color=colour, alpha=0.6, lw=1)
+        if frontier.a is not None:
+            wide = np.geomspace(prof.n.min() / 1.5, prof.n.max() * 1.5, 80)
+            ax.plot(wide, law_at_compute(p, prof.flops, wide), "--", color=colour, alpha=0.6, lw=1)
         inside = np.geomspace(prof.n.min(), prof.n.max(), 60)
         ax.plot(inside, prof.predict(inside), "-", color=colour, lw=1.5)
         if np.isfinite(prof.n_opt):
@@ -66,16 +71,19 @@ def _profiles_panel(ax, s, p, profiles, frontier) -> None:
         ax.figure.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="compute C = 6ND (FLOPs)")
     ax.set_xlabel(X_LABEL)
     ax.set_ylabel(UNITS.get(s.metric, s.metric))
-    ax.set_title(f"{s.task}: IsoFLOP profiles (solid: parabola; dashed: L(N, D) at the same C)", fontsize=10)
+    law_lines = frontier is not None and frontier.a is not None
+    ax.set_title(f"{s.task}: IsoFLOP profiles (solid: parabola" + ("; dashed: L(N, D) at the same C)" if law_lines
+                                                                   else ")"), fontsize=10)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
 
 
 def _frontiers(ax, p, profiles, frontier) -> None:
     flops = np.array([prof.flops for prof in profiles])
-    n3 = np.asarray(chinchilla_frontier(p, flops)[0])
-    l3 = np.array([law_at_compute(p, c, [m])[0] for c, m in zip(flops, n3)])
-    ax.plot(n3, l3, "kx-", lw=1, ms=8, label=f"Approach 3 N_opt(C) ∝ C^{frontier.a.value:.3f}")
+    if frontier.a is not None:
+        n3 = np.asarray(chinchilla_frontier(p, flops)[0])
+        l3 = np.array([law_at_compute(p, c, [m])[0] for c, m in zip(flops, n3)])
+        ax.plot(n3, l3, "kx-", lw=1, ms=8, label=f"Approach 3 N_opt(C) ∝ C^{frontier.a.value:.3f}")
     vertices = [(prof.n_opt, prof.predict([prof.n_opt])[0]) for prof in profiles if np.isfinite(prof.n_opt)]
     if vertices:
         a2 = frontier.approach2

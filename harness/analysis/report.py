@@ -72,12 +72,14 @@ def _intro(has_samples: bool, level: float) -> list[str]:
           f"{MIN_POINTS_MODEL_BOOTSTRAP} points get {pct} percentile intervals from a bootstrap over models "
           "(the points themselves); emergence scores have no intervals.")
     return ["## How the fits below were made", "", f"Read from `scores.parquet`{' and `samples/`' if has_samples else ''}. {ci} "
-            "Sizes are non-embedding parameters; curves use each model's final checkpoint, except "
-            "L(N, D), which uses every revision with a known token count.", ""]
+            "Sizes are non-embedding parameters; curves compare the models at the largest token count they "
+            "all have a checkpoint at (else each model's final checkpoint), except L(N, D), which uses every "
+            "revision with a known token count.", ""]
 
 
 def _scores_section(scores) -> list[str]:
-    out = ["## Measured scores (final checkpoint of each model; every checkpoint is in scores.parquet)", ""]
+    out = ["## Measured scores (one checkpoint per model, as the curves use; every checkpoint is in scores.parquet)",
+           ""]
     wanted = ("bits_per_byte", "nll_per_token", "acc", "acc_norm", "exact_match", "target_loglik", "brier",
               "edit_distance", "ppl", "perplexity")
     finals = final_revisions(scores.drop_duplicates(["model", "revision"])).set_index(["model", "revision"]).index

@@ -1,9 +1,10 @@
 """The "Compute-optimal frontier" section of report.md, read from fits.parquet alone.
 
-Per L(N, D) fit: when unreliable, one line that says so and no frontier; when reliable, the
-Approach 3 parameters with intervals, the residual-trend numbers, the frontier exponents and the
-tokens-per-parameter ratio beside Hoffmann et al. 2022's, Approach 2's exponent, and what the
-ladder's choices do to them (Porian et al. 2024). The comparisons are computed from the numbers
+Per L(N, D) fit: when reliable, the Approach 3 parameters with intervals, the residual-trend
+numbers, the frontier exponents and the tokens-per-parameter ratio beside Hoffmann et al. 2022's,
+Approach 2's exponent, and what the ladder's choices do to them (Porian et al. 2024). When
+unreliable, one line that says why Approach 3 gives no frontier, then Approach 2's exponent alone
+where its IsoFLOP profiles give one (it assumes no law in N and D). The comparisons are computed from the numbers
 (an interval includes 0.5 or does not), never asserted.
 """
 from __future__ import annotations
@@ -41,12 +42,25 @@ def frontier_section(fits) -> list[str]:
         return []
     out = ["## Compute-optimal frontier", ""]
     for (task, metric), g in sub.groupby(["task", "metric"]):
-        if not bool(g["reliable"].all()):
-            out += [f"- {task}/{metric}: none. The L(N, D) fit is unreliable ({g['note'].iloc[0]}), so no "
-                    "frontier is derived from it.", ""]
-            continue
         mine = fits[(fits["task"] == task) & (fits["metric"] == metric)]
+        if not bool(g["reliable"].all()):
+            out += _unreliable_fit(task, metric, g, mine)
+            continue
         out += _reliable_fit(task, metric, g, mine)
+    return out
+
+
+def _unreliable_fit(task: str, metric: str, law_rows, mine) -> list[str]:
+    iso = _rows(mine, ISOFLOP_LAW)
+    out = [f"- {task}/{metric}: the L(N, D) fit is unreliable ({law_rows['note'].iloc[0]}), so Approach 3 gives "
+           "no frontier" + ("." if iso else "; and no IsoFLOP profile has a minimum inside its sizes, so "
+                            "Approach 2 gives none either."), ""]
+    if not iso:
+        return out
+    level = f"{100 * float(law_rows.iloc[0].ci_level):.0f}%"
+    out += [f"Approach 2 needs no law in N and D, only a parabola in log N near each profile's minimum, and "
+            f"every point a finished run of its own. {iso['a'].note}.", ""]
+    out += _frontier_table({}, iso, level) + _comparison({}, iso) + ["", CHOICES, ""]
     return out
 
 
@@ -101,6 +115,13 @@ def _frontier_table(fr: dict, iso: dict, level: str) -> list[str]:
         rows.append([f"a by Approach 2 ({int(iso['a'].n_points)} IsoFLOP profiles)",
                      f"{num(iso['a'].estimate)} {_ci(iso['a'])}",
                      f"{PAPER_A['2']} [{PAPER_A2_INTERVAL[0]}, {PAPER_A2_INTERVAL[1]}]"])
+    if "tokens_per_param_at_C_mid" in iso:
+        c = iso["C_mid"].estimate
+        rows.append(["b by Approach 2 (1 − a)", f"{num(iso['b'].estimate)} {_ci(iso['b'])}", f"{1 - PAPER_A['2']:.2f}"])
+        rows.append([f"N_opt at C = {c:.3g} (Approach 2, the profiles' middle)",
+                     f"{num(iso['N_opt_at_C_mid'].estimate)} {_ci(iso['N_opt_at_C_mid'])}", "–"])
+        rows.append([f"D_opt / N_opt at C = {c:.3g} (Approach 2)", f"{num(iso['tokens_per_param_at_C_mid'].estimate)} "
+                     f"{_ci(iso['tokens_per_param_at_C_mid'])}", f"~{PAPER_TOKENS_PER_PARAM:g} (at {CHINCHILLA_FLOPS:.3g})"])
     if "tokens_per_param_at_C_ladder" in fr:
         c = fr["C_ladder"].estimate
         rows.append([f"N_opt at C = {c:.3g} (the ladder's geometric middle)",
@@ -118,7 +139,14 @@ def _comparison(fr: dict, iso: dict) -> list[str]:
     out = []
     if "a" in fr:
         out.append(f"- Approach 3's a {_against(fr['a'], 0.5)} 0.5 (equal scaling of N and D).")
-    if "a" in iso:
+    if "a" in iso and "a" not in fr:
+        out.append(f"- Approach 2's a {_against(iso['a'], 0.5)} 0.5 (equal scaling of N and D).")
+        if "tokens_per_param_at_C_mid" in iso:
+            out.append(f"- Approach 2's tokens-per-parameter ratio at C = {iso['C_mid'].estimate:.3g} "
+                       f"{_against(iso['tokens_per_param_at_C_mid'], PAPER_TOKENS_PER_PARAM)} "
+                       f"{PAPER_TOKENS_PER_PARAM:g}; Hoffmann et al.'s ~20 was measured at a far larger C, and "
+                       "counts every parameter, so a different value here is not a contradiction.")
+    elif "a" in iso:
         overlap = _overlap(fr.get("a"), iso["a"])
         said = {True: "overlap", False: "do not overlap", None: "cannot be compared (an interval is missing)"}
         out.append(f"- Approach 2's a {_against(iso['a'], 0.5)} 0.5; the two approaches' intervals {said[overlap]}.")

@@ -94,12 +94,20 @@ def run_names(rows: pd.DataFrame) -> tuple[str, ...]:
 
 
 def final_revisions(rows: pd.DataFrame) -> pd.DataFrame:
-    """Keep each model's last checkpoint in training order, the same rule the plan uses for
-    `revisions: final` (`harness.checkpoint.training_order`: tokens trained, then step, then name)."""
+    """One checkpoint per model, where the sizes are compared: at the largest token count that every
+    model has a checkpoint at, when there is one; else each model's last checkpoint in training order
+    (`harness.checkpoint.training_order`: tokens trained, then step, then name), the rule the plan
+    uses for `revisions: final`. A ladder whose sizes end at different budgets (an IsoFLOP design,
+    zoo/README.md) is so compared at equal tokens, not each size at its own longest run; a ladder
+    whose sizes share their last budget (Pythia) gets its last checkpoints either way."""
     def rank(r):
         tokens = None if pd.isna(r["tokens_trained"]) else int(r["tokens_trained"])
         return training_order(r["revision"], tokens)
 
+    tokens = pd.to_numeric(rows["tokens_trained"], errors="coerce")
+    shared = set.intersection(*(set(t.dropna()) for _, t in tokens.groupby(rows["model"]))) if len(rows) else set()
+    if shared and tokens.notna().all():
+        rows = rows[tokens == max(shared)]
     keep = [max(group.index, key=lambda i: rank(group.loc[i])) for _, group in rows.groupby("model", sort=True)]
     return rows.loc[keep]
 

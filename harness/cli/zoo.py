@@ -24,8 +24,9 @@ def register(subparsers) -> None:
     build.add_argument("--cooldown-fraction", type=float, default=0.2,
                        help="wsd: share of each budget's steps spent cooling down (default: 0.2)")
     build.add_argument("--budgets", type=_steps, default=None, metavar="N,N,...",
-                       help="checkpoint steps (wsd: budgets), e.g. 256,512,1024,2048,4096 "
-                            "(default: the ladder's, total/2^k)")
+                       help="checkpoint steps (wsd: budgets) for every size, e.g. 256,512,1024,2048,4096 "
+                            "(default: the CPU ladder's IsoFLOP design, each size its own budgets on shared "
+                            "compute levels plus step4096; the cuda ladder's total/2^k)")
     build.add_argument("--sizes", type=_names, default=None, metavar="NAME,...",
                        help="train only these sizes of the ladder, e.g. zoo-1,zoo-5 (default: all)")
     build.set_defaults(func=_build)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
-from harness.checkpoint import (Checkpoint, revision_label, safetensors_param_count, step_of,
+from harness.checkpoint import (Checkpoint, revision_label, runs_revision, safetensors_param_count, step_of,
                                 training_order)
 from harness.config import ModelSpec, Sweep
 from harness.errors import UserError
@@ -222,6 +222,11 @@ def model_revisions(sweep: Sweep, base: Path | None = None) -> list[ModelRevisio
             safetensors_param_count(Path(checkpoint.source)) if checkpoint.is_local else None)
         revisions.append(ModelRevision(spec.name, revision, spec, checkpoint, estimate))
     return revisions
+
+
+def runs_task(task_revisions: str, model: ModelRevision, finals: set[str]) -> bool:
+    """Whether a task with this `revisions:` setting runs on the model revision (finals: final_revisions)."""
+    return runs_revision(task_revisions, revision_label(model.revision), model.key in finals)
 
 
 def final_revisions(revisions: list[ModelRevision]) -> set[str]:

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.checkpoint import content_fingerprint
-from harness.config import Sweep
+from harness.config import Sweep, check_task_revisions
 from harness.plan.building import iter_built_tasks
-from harness.plan.models import ModelRevision, final_revisions, model_revisions
+from harness.plan.models import ModelRevision, final_revisions, model_revisions, runs_task
 from harness.plan.requests import BuiltTask
 from harness.scheduling.costs import shard_flops
 
@@ -129,6 +129,7 @@ def _split_docs(built: BuiltTask, docs_per_shard: int, tokens_per_shard: int) ->
 def plan_models(sweep: Sweep, base: Path | None = None) -> tuple[list[ModelRevision], set[str], dict[str, list]]:
     """The sweep's model revisions (no weights loaded), the keys of each model's final one, and
     their content fingerprints: what `task_shards` needs besides a built task."""
+    check_task_revisions(sweep)
     revisions = model_revisions(sweep, base)
     return revisions, final_revisions(revisions), {m.key: content_fingerprint(m.checkpoint) for m in revisions}
 
@@ -138,7 +139,7 @@ def task_shards(built: BuiltTask, revisions: list[ModelRevision], finals: set[st
     """One built task's shards for every model revision that runs it: dispatchable as soon as the
     task is built, before the other tasks are (`plan.building.iter_built_tasks`)."""
     spec = {t.name: t for t in sweep.tasks}.get(built.name)
-    models = [m for m in revisions if not (spec is not None and spec.revisions == "final" and m.key not in finals)]
+    models = [m for m in revisions if spec is None or runs_task(spec.revisions, m, finals)]
     chunks = _split_docs(built, sweep.docs_per_shard, sweep.tokens_per_shard)
     model_parts = [_model_part(m, fingerprints[m.key], sweep, built.name) for m in models]
     keys: list[list[str]] = [[] for _ in models]

@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from harness.checkpoint import revision_label, training_order
+from harness.checkpoint import revision_label, runs_revision, training_order
 from harness.errors import UserError
 from harness.scheduling import costs
 from harness.scheduling.costs import replica_load_s, shard_flops
@@ -289,6 +289,10 @@ TASK_PROFILES = {
 DEFAULT_PROFILE = TaskProfile(1000, 200, 0.8)
 
 
+def _revisions(which: str | bool) -> str:
+    return {True: "final", False: "all"}.get(which, which) if isinstance(which, bool) else which
+
+
 def synthetic_shards(
     model_keys: Sequence[str], tasks: Sequence[tuple[str, int | None, bool]], shards: int, seed: int = 0,
     last_keys: frozenset[str] = frozenset(),
@@ -297,8 +301,9 @@ def synthetic_shards(
 
     Args:
         model_keys: scheduler keys (model@revision).
-        tasks: (task name, document limit or None, final_only); final_only tasks run only on
-            the keys in `last_keys` (the last revision of each model).
+        tasks: (task name, document limit or None, revisions): revisions as a sweep's task gives
+            them ("all", "final": only the keys in `last_keys`, the last revision of each model, or
+            one revision label); True / False stand for "final" / "all".
         shards: the number of shards wanted; documents per shard are chosen to come close.
     """
     import numpy as np
@@ -309,7 +314,8 @@ def synthetic_shards(
         profile = TASK_PROFILES.get(name, DEFAULT_PROFILE)
         n = min(profile.docs, limit) if limit else profile.docs
         docs[name] = rng.lognormal(math.log(profile.median_tokens), profile.sigma, n).astype(int) + 1
-    pairs = [(k, t) for t, _, final in tasks for k in model_keys if not final or k in last_keys]
+    pairs = [(k, t) for t, _, which in tasks for k in model_keys
+             if runs_revision(_revisions(which), k.rpartition("@")[2], k in last_keys)]
     # Shards of about equal *tokens* across tasks (a wikitext article is worth ~40 LAMBADA
     # passages); the skew left is that of the documents' own lengths.
     keys_per_task = {t: sum(1 for _, u in pairs if u == t) for t in docs}
@@ -340,7 +346,7 @@ def simulate_sweep(
             models.append(SimModel(f"{spec.name}@{revision_label(rev)}", spec.n_params, spec.dtype))
         final = max(spec.revisions, key=lambda r: training_order(r, spec.tokens_for(r)))
         last.add(f"{spec.name}@{revision_label(final)}")
-    tasks = [(t.name, t.limit or sweep.limit, t.revisions == "final") for t in sweep.tasks]
+    tasks = [(t.name, t.limit or sweep.limit, t.revisions) for t in sweep.tasks]
     work = synthetic_shards([m.key for m in models], tasks, shards, seed, frozenset(last))
     return simulate(models, work, _cluster(gpus, gpu_mem_gb, cpus), params, synthetic=True)
 

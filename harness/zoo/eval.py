@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
@@ -157,7 +158,7 @@ def evaluate_checkpoint(job: EvalJob) -> list[dict]:
 
 
 def evaluate_ladder(root: str | Path, limit: int | None = None, workers: int = 1) -> dict:
-    """Perplexity on every checkpoint, the few-shot tasks on each size's final checkpoint."""
+    """Perplexity on every checkpoint, the few-shot tasks at the step every size shares (shared_step)."""
     import lm_eval
 
     jobs = eval_jobs(root, limit, workers)
@@ -174,44 +175,72 @@ def evaluate_ladder(root: str | Path, limit: int | None = None, workers: int = 1
 
 
 def eval_jobs(root: str | Path, limit: int | None = None, workers: int = 1) -> list[EvalJob]:
-    """One job per checkpoint of the ladder: perplexity everywhere, the few-shot tasks on final checkpoints."""
+    """One job per checkpoint of the ladder: perplexity everywhere, the few-shot tasks at shared_step."""
     rows = list_ladder(root)
-    final = {r["name"]: max(x["step"] for x in rows if x["name"] == r["name"]) for r in rows}
+    compare = shared_step(rows)
     return [EvalJob(root=str(root), checkpoint=row,
-                    tasks=(PPL_TASK,) + (FEWSHOT_TASKS if row["step"] == final[row["name"]] else ()),
+                    tasks=(PPL_TASK,) + (FEWSHOT_TASKS if row["step"] == compare[row["name"]] else ()),
                     limit=limit, threads=1 if workers > 1 else None)
             for row in rows]
 
 
+def shared_step(rows: list[dict]) -> dict[str, int]:
+    """Per size, the step the sizes are compared at: the largest step every size has (the ladder's
+    shared budget, zoo/design.py), else each size's last.
+
+    >>> shared_step([{"name": "a", "step": 4}, {"name": "a", "step": 9}, {"name": "b", "step": 4}])
+    {'a': 4, 'b': 4}
+    """
+    steps: dict[str, set[int]] = {}
+    for r in rows:
+        steps.setdefault(r["name"], set()).add(r["step"])
+    common = set.intersection(*steps.values()) if steps else set()
+    return {name: max(common) if common else max(own) for name, own in steps.items()}
+
+
 def figures_markdown(report: dict) -> str:
-    """The README's tables: final checkpoints x tasks, and held-out loss per size x tokens."""
+    """The README's tables: sizes x tasks at the shared step, and held-out loss per size x compute level."""
     rows = report["results"]
     sizes = sorted({r["name"] for r in rows}, key=lambda n: next(r["n_params"] for r in rows if r["name"] == n))
-    final = {}
-    for r in rows:
-        if r["step"] >= final.get((r["name"], r["task"]), {"step": -1})["step"]:
-            final[(r["name"], r["task"])] = r
+    compare = shared_step([r for r in rows if r["task"] == PPL_TASK])
+    at = {(r["name"], r["task"]): r for r in rows if r["step"] == compare[r["name"]]}
     head = ["size", "non-emb. params", "params", "tokens", "English loss (nats/token)", "bits/byte"]
     for task in FEWSHOT_TASKS:
         short = task.removeprefix("zoo_")
         head += [f"{short} {'acc' if task == 'zoo_largest' else 'EM'}", f"{short} target loglik"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for name in sizes:
-        eng = final[(name, PPL_TASK)]
+        eng = at[(name, PPL_TASK)]
         cells = [name, f"{eng['n_params_nonembedding']:,}", f"{eng['n_params']:,}", f"{eng['tokens_trained'] / 1e6:.2f}M",
                  f"{eng['metrics']['nll_per_token']:.3f}", f"{eng['metrics']['bits_per_byte']:.3f}"]
         for task in FEWSHOT_TASKS:
-            m = final[(name, task)]["metrics"]
-            cells += [f"{100 * m['acc' if task == 'zoo_largest' else 'exact_match']:.1f}%", f"{m['target_loglik']:.3f}"]
+            m = at[(name, task)]["metrics"] if (name, task) in at else None
+            cells += ["–", "–"] if m is None else [f"{100 * m['acc' if task == 'zoo_largest' else 'exact_match']:.1f}%",
+                                                   f"{m['target_loglik']:.3f}"]
         lines.append("| " + " | ".join(cells) + " |")
-    steps = sorted({r["step"] for r in rows})
-    tokens = {r["step"]: r["tokens_trained"] for r in rows}
-    lines += ["", "| held-out loss (nats/token) | " + " | ".join(f"{tokens[s] / 1e6:.2f}M" for s in steps) + " |",
-              "|" + " --- |" * (len(steps) + 1)]
+    return "\n".join(lines + [""] + loss_by_compute(rows, sizes, compare))
+
+
+def loss_by_compute(rows: list[dict], sizes: list[str], compare: dict[str, int]) -> list[str]:
+    """Held-out loss, one column per compute level C = 6 N D (N non-embedding; to the nearest quarter
+    decade, the design's spacing) and one for the shared step: the IsoFLOP profiles are the columns."""
+    eng = [r for r in rows if r["task"] == PPL_TASK]
+
+    def level(r) -> float:
+        return round(4 * math.log10(6 * r["n_params_nonembedding"] * r["tokens_trained"])) / 4
+
+    levels = sorted({level(r) for r in eng if r["step"] != compare[r["name"]]})
+    shared = {r["name"]: r for r in eng if r["step"] == compare[r["name"]]}
+    tokens = next(iter(shared.values()))["tokens_trained"] if shared else 0
+    lines = ["| held-out loss (nats/token), steps in brackets | " + " | ".join(f"C = 1e{x:g}" for x in levels)
+             + f" | {tokens / 1e6:.2f}M tokens (every size) |", "|" + " --- |" * (len(levels) + 2)]
     for name in sizes:
-        by_step = {r["step"]: r["metrics"]["nll_per_token"] for r in rows if r["name"] == name and r["task"] == PPL_TASK}
-        lines.append(f"| {name} | " + " | ".join(f"{by_step[s]:.3f}" if s in by_step else "" for s in steps) + " |")
-    return "\n".join(lines)
+        cell = {level(r): f"{r['metrics']['nll_per_token']:.3f} ({r['step']})" for r in eng
+                if r["name"] == name and r["step"] != compare[name]}
+        own = shared.get(name)
+        last = f"{own['metrics']['nll_per_token']:.3f}" if own else ""
+        lines.append(f"| {name} | " + " | ".join(cell.get(x, "") for x in levels) + f" | {last} |")
+    return lines
 
 
 def main() -> None:

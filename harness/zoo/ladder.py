@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from harness.errors import UserError
 from harness.zoo.data import Mix
+from harness.zoo.design import IsoflopDesign, nonembedding_params
 
 if TYPE_CHECKING:  # harness.zoo.train imports torch; it is imported where a build needs it
     from harness.zoo.corpus import Document
@@ -45,6 +46,8 @@ class Ladder:
     warmup_steps: int = 50  # linear warm-up, the same number of steps for every size
     cooldown_fraction: float = 0.2  # WSD only: the last 20% of each budget's steps cool down
     budgets: tuple[int, ...] | None = None  # checkpoint steps chosen by hand; None: total/2^k
+    # WSD only: each size's own budgets on shared compute levels (design.py); overrides budgets/total/2^k.
+    design: IsoflopDesign | None = None
 
     def __post_init__(self) -> None:
         # total_steps is also the length of the stream, so it must reach the largest budget (and no further:
@@ -52,11 +55,31 @@ class Ladder:
         if self.budgets is not None and (min(self.budgets) < 1 or max(self.budgets) != self.total_steps):
             raise ValueError(f"budgets {self.budgets}: expected positive steps, the largest equal to total_steps "
                              f"({self.total_steps}); use Ladder.with_budgets")
+        if self.design is not None and self.sizes and max(map(max, self.steps_by_size().values())) != self.total_steps:
+            raise ValueError(f"design budgets reach {max(map(max, self.steps_by_size().values()))} steps, not "
+                             f"total_steps ({self.total_steps}); use Ladder.with_design")
 
-    def checkpoint_steps(self) -> list[int]:
+    def checkpoint_steps(self, size: dict | None = None) -> list[int]:
+        """The checkpoint steps (WSD: budgets) of one size, or of every size when they share them."""
+        if self.design is not None and self.schedule == "wsd":
+            if size is None:
+                return sorted(set().union(*self.steps_by_size().values()))
+            n = nonembedding_params(size["d_model"], size["n_layers"], size["d_ffn"])
+            return list(self.design.budgets(n, self.batch_size * self.seq_len))
         if self.budgets is not None:
             return sorted(set(self.budgets))
         return sorted({max(1, self.total_steps >> k) for k in range(self.n_checkpoints)})
+
+    def steps_by_size(self) -> dict[str, list[int]]:
+        return {s["name"]: self.checkpoint_steps(s) for s in self.sizes}
+
+    def with_design(self, design: IsoflopDesign | None) -> Ladder:
+        """The same recipe with each size's budgets from `design`; the stream reaches the longest."""
+        if design is None:
+            return dataclasses.replace(self, design=None)
+        longest = max(max(design.budgets(nonembedding_params(s["d_model"], s["n_layers"], s["d_ffn"]),
+                                         self.batch_size * self.seq_len)) for s in self.sizes)
+        return dataclasses.replace(self, design=design, budgets=None, total_steps=longest)
 
     def with_budgets(self, budgets: Sequence[int]) -> Ladder:
         """The same recipe with checkpoints (WSD: budgets) at these steps, trained up to the largest.
@@ -65,7 +88,7 @@ class Ladder:
         first rows with this ladder's: a budget sees the same data whatever the other budgets are.
         """
         steps = tuple(sorted(set(int(b) for b in budgets)))
-        return dataclasses.replace(self, budgets=steps, total_steps=max(steps))
+        return dataclasses.replace(self, budgets=steps, total_steps=max(steps), design=None)
 
 
 # Peak learning rate = LR_TIMES_WIDTH / d_model: Adam's update size per hidden weight must shrink as
@@ -85,7 +108,8 @@ def _size(name: str, d_model: int, n_layers: int, n_heads: int, d_ffn: int) -> d
 
 # Sizes span 54x in non-embedding parameters, all on one stream (45% of it arithmetic, 2-digit
 # addition 35%); 1-layer models of <= 10K non-embedding parameters stay near chance on 2-digit
-# addition. Every revision is a WSD run of exactly its budget (train.py). Batch 8 x 256 tokens.
+# addition. Every revision is a WSD run of exactly its budget (train.py); each size's budgets put it on
+# shared compute levels (design.py), and step4096 is every size's. Batch 8 x 256 tokens.
 CPU_LADDER = Ladder(
     sizes=(
         _size("zoo-1", 16, 1, 2, 64),
@@ -98,10 +122,11 @@ CPU_LADDER = Ladder(
     n_checkpoints=5,
     batch_size=8,
     schedule="wsd",
-)
+).with_design(IsoflopDesign())
 
 # `--schedule cosine` trains the first committed ladder's recipe: one cosine per size at the per-size
 # rates it was tuned with (zoo/README.md, "Second round"), every parameter at the same rate.
+COSINE_STEPS = 4096
 COSINE_RATES = {"zoo-1": 1e-2, "zoo-2": 1e-2, "zoo-3": 1.2e-2, "zoo-4": 8e-3, "zoo-5": 1.2e-2,
                 "zoo-6": 5e-3, "zoo-7": 4e-3, "zoo-8": 2e-3}
 
@@ -219,20 +244,22 @@ def recipe(
 ) -> Ladder:
     """The ladder `zoo build` trains: the device's recipe with the CLI's schedule, budgets and sizes."""
     ladder = CUDA_LADDER if device == "cuda" else CPU_LADDER
-    ladder = dataclasses.replace(ladder, schedule=schedule or ladder.schedule, cooldown_fraction=cooldown_fraction)
-    if ladder.schedule == "cosine":
-        ladder = dataclasses.replace(ladder, sizes=cosine_sizes(ladder.sizes))
+    design = ladder.design
+    ladder = dataclasses.replace(ladder.with_design(None), schedule=schedule or ladder.schedule,
+                                 cooldown_fraction=cooldown_fraction)
+    if ladder.schedule == "cosine":  # one schedule per size: the first ladder's 4,096 steps, no design
+        ladder, design = dataclasses.replace(ladder, sizes=cosine_sizes(ladder.sizes), total_steps=COSINE_STEPS), None
     if budgets:
         if min(budgets) < 1:
             raise UserError(f"--budgets {','.join(map(str, budgets))}: steps must be positive")
-        ladder = ladder.with_budgets(budgets)
+        ladder, design = ladder.with_budgets(budgets), None
     if sizes:
         known = [s["name"] for s in ladder.sizes]
         unknown = sorted(set(sizes) - set(known))
         if unknown:
             raise UserError(f"--sizes: no size {', '.join(unknown)} in this ladder (it has {', '.join(known)})")
         ladder = dataclasses.replace(ladder, sizes=tuple(s for s in ladder.sizes if s["name"] in sizes))
-    return ladder
+    return ladder.with_design(design) if design is not None else ladder
 
 
 def _write_tokenizer(work: Path, train_docs: list[Document], vocab_size: int, seed: int):
@@ -286,7 +313,7 @@ def train_jobs(
             out_dir=str(out_dir),
             seed=seed,
             device=device,
-            checkpoint_steps=tuple(ladder.checkpoint_steps()),
+            checkpoint_steps=tuple(ladder.checkpoint_steps(size)),
             threads=threads or (1 if workers > 1 else None),
             probe=probe,
             train_config=cfg,

@@ -40,7 +40,7 @@ def test_parses_models_tasks_and_defaults():
     ({"models": [{"path": "a/b", "dtype": "fp8"}]}, "models[0].dtype: 'fp8' is not one of"),
     ({"models": [{"path": "a/b"}, {"path": "c/b"}]}, "duplicate model name 'b'"),
     ({"models": [{"name": "x"}]}, "models[0].path: missing"),
-    ({"tasks": [{"name": "t", "revisions": "some"}]}, "tasks[0].revisions: 'some' is not one of all, final"),
+    ({"tasks": [{"name": "t", "revisions": 3}]}, "tasks[0].revisions: expected str"),
     ({"tasks": []}, "tasks: is empty"),
 ])
 def test_errors_name_the_key(raw, needle):

@@ -53,6 +53,9 @@ class Reliability:
     per_size_r2: float  # median R² of the per-size curves L(D); NaN when no size has MIN_POINTS_PER_SIZE
     sd_ratio: float  # the law's residual SD over the per-size curves' (floored); NaN as per_size_r2
     trends: tuple[Trend, ...] = ()  # the log residuals against N and D (check (c)); () without residuals
+    # Every size's token counts come from separate runs (no size takes two from one run's checkpoints):
+    # what Approach 2's IsoFLOP profiles need (analysis.frontier), whatever the law's misfit.
+    separate_runs: bool = False
 
 
 def runs_per_size(n, d, models) -> dict[float, int]:
@@ -100,6 +103,8 @@ def assess_chinchilla(n, d, y, models, gof: Goodness, log_resid=None) -> Reliabi
     training run of point i (a model name, or model@revision for a finished schedule)."""
     runs = runs_per_size(n, d, models)
     single = [size for size, k in runs.items() if k == 1]
+    d_arr, n_arr = np.asarray(d, dtype=float), np.asarray(n, dtype=float)
+    separate = bool(runs) and all(k == np.unique(d_arr[n_arr == size]).size for size, k in runs.items())
     one_schedule = bool(runs) and len(single) == len(runs)
     caveats = []
     if one_schedule:
@@ -120,4 +125,5 @@ def assess_chinchilla(n, d, y, models, gof: Goodness, log_resid=None) -> Reliabi
     caveats += [t.caveat() for t in trends if t.flagged]
     misfit = not (gof.r2 >= MIN_R2) or ratio > MAX_SD_RATIO or any(t.flagged for t in trends)
     return Reliability(reliable=not (one_schedule or misfit), caveats=tuple(caveats), one_schedule=one_schedule,
-                       r2=float(gof.r2), per_size_r2=size_r2, sd_ratio=float(ratio), trends=trends)
+                       r2=float(gof.r2), per_size_r2=size_r2, sd_ratio=float(ratio), trends=trends,
+                       separate_runs=separate)

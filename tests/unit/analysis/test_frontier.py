@@ -15,6 +15,7 @@ from harness.analysis.tables import FIT_COLUMNS, fits_table
 from tests.unit.analysis.ladders import (A_TRUE, B_TRUE, TRUTH, chinchilla_points, grid, law, noisy, one_schedule,
                                          runs)
 
+ISOFLOP_PARAMS = ("a", "b", "C_mid", "N_opt_at_C_mid", "tokens_per_param_at_C_mid")
 FRONTIER_PARAMS = {"a", "b", "C_ladder", "N_opt_at_C_ladder", "tokens_per_param_at_C_ladder", "C_chinchilla",
                    "tokens_per_param_at_C_chinchilla"}
 
@@ -54,8 +55,28 @@ def test_frontier_intervals_cover_the_truth(clean):
         assert est.low <= tokens_per_param(TRUTH, flops) <= est.high
     n_opt_true = chinchilla_frontier(TRUTH, f.flops_ladder)[0]
     assert f.n_opt_ladder.low <= n_opt_true <= f.n_opt_ladder.high
-    # Approach 2 on the same points agrees with the truth too.
+    # Approach 2 on the same points agrees with the truth too, and so does its ratio at its middle C.
     assert f.approach2.low <= A_TRUE <= f.approach2.high
+    ratio, low, high = f.approach2.tokens_per_param_mid()
+    assert low <= tokens_per_param(TRUTH, 10 ** f.approach2.log10_flops_mid) <= high and low < ratio < high
+
+
+def test_a_misfit_law_keeps_approach_2_but_gives_no_approach_3_frontier(clean):
+    # Separate runs whose shortest budget sits 3% above the law: the law is unreliable (the residuals
+    # bend with D), but the IsoFLOP profiles assume no law, so Approach 2 still reads the frontier.
+    n, d, _ = clean
+    o = _fit(noisy(law(n, d) * (1 + 0.03 * (d == d.min())), seed=0), n, d, n_boot=0)
+    assert not o.reliable and o.frontier is not None and o.frontier.a is None and o.frontier.ratio_ladder is None
+    a2 = o.frontier.approach2  # the kink moves the true optimum too (shortest runs worse): near, not exact
+    assert a2.n_profiles >= 5 and np.isfinite([a2.low, a2.high]).all() and abs(a2.a - A_TRUE) < 0.06
+    fits = fits_table([o], [], 0.95)
+    assert "chinchilla_frontier" not in set(fits["law"])
+    assert list(fits.loc[fits.law == "isoflop", "param"]) == list(ISOFLOP_PARAMS)
+    lines = frontier_section(fits)
+    said = [x for x in lines if x.startswith("- wiki/nll_per_token: the L(N, D) fit is unreliable")]
+    assert len(said) == 1 and said[0].endswith("so Approach 3 gives no frontier.")
+    assert any(x.startswith("| a by Approach 2") for x in lines) and not any("(Approach 3)" in x for x in lines)
+    assert any(x.startswith("- Approach 2's a has an interval that") for x in lines)
 
 
 def test_frontier_rows_keep_the_fits_schema(clean):
@@ -68,7 +89,8 @@ def test_frontier_rows_keep_the_fits_schema(clean):
     assert np.isfinite(front.loc["tokens_per_param_at_C_ladder", ["ci_low", "ci_high"]].to_numpy(float)).all()
     assert front.loc["C_chinchilla", "estimate"] == pytest.approx(5.88e23)
     iso = fits[fits.law == "isoflop"]
-    assert list(iso["param"]) == ["a"] and iso.iloc[0]["note"].startswith("IsoFLOP profiles: C ")
+    assert list(iso["param"]) == list(ISOFLOP_PARAMS) and iso.iloc[0]["note"].startswith("IsoFLOP profiles: C ")
+    assert iso["reliable"].all()
     res = fits[fits.law == "chinchilla_residuals"].set_index("param")["estimate"]
     assert set(res.index) == {f"{s}_{v}" for s in ("spearman_rho", "spearman_p", "kruskal_eps2", "kruskal_p")
                               for v in "ND"}
@@ -82,8 +104,9 @@ def test_an_unreliable_fit_has_residual_rows_and_no_frontier():
     assert not set(fits["law"]) & {"chinchilla_frontier", "isoflop"}
     assert (fits.loc[fits.law == "chinchilla_residuals", "reliable"] == False).all()  # noqa: E712
     lines = frontier_section(fits)
-    assert len([x for x in lines if x.startswith("- wiki/nll_per_token: none. The L(N, D) fit is unreliable")]) == 1
-    assert not any("Approach 2" in x or "Porian" in x for x in lines)
+    said = [x for x in lines if x.startswith("- wiki/nll_per_token: the L(N, D) fit is unreliable")]
+    assert len(said) == 1 and "Approach 2 gives none either" in said[0]
+    assert not any("Porian" in x or x.startswith("|") for x in lines)
 
 
 def test_point_weights_count_a_point_as_often_as_it_was_drawn():

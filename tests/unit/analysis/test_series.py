@@ -97,3 +97,22 @@ def test_analyze_run_reports_intervals_for_a_filtered_metric(tmp_path):
     assert emergence["filter"] == "strict-match"
     assert emergence.ci_method.startswith("paired document bootstrap") and emergence.n_boot_ok == 40
     assert np.isfinite(emergence.ci_low) and emergence.ci_low < emergence.ci_high
+
+
+def test_sizes_are_compared_at_the_largest_token_count_they_share():
+    # An IsoFLOP ladder: every size has its own budgets and one shared (4096 steps here). The curves
+    # compare the sizes there, not each at its own longest run; with nothing shared, each size's last.
+    import pandas as pd
+
+    from harness.analysis.series import final_revisions
+
+    rows = pd.DataFrame({"model": ["s"] * 3 + ["l"] * 3,
+                         "revision": ["step100", "step4096", "step9000", "step50", "step2000", "step4096"],
+                         "tokens_trained": [100, 4096, 9000, 50, 2000, 4096]})
+    assert final_revisions(rows)[["model", "revision"]].values.tolist() == [["l", "step4096"], ["s", "step4096"]]
+    apart = rows[rows.revision != "step4096"]
+    assert final_revisions(apart)["revision"].tolist() == ["step2000", "step9000"]
+    # A token count missing: no shared count is trusted, each size's last in training order (the plan's
+    # rule, where a known token count ranks above an unknown one).
+    unknown = apart.assign(tokens_trained=[100, None, 50, 2000])
+    assert final_revisions(unknown)["revision"].tolist() == ["step2000", "step100"]

@@ -1,6 +1,6 @@
-"""The progress line stays readable on a ladder of 25 checkpoints: totals, rate, ETA and the three
-revisions with the most work left, in at most 120 characters (it listed every revision and ran
-past what a terminal shows)."""
+"""The progress line stays readable on a ladder of 25 checkpoints (the first committed ladder; the
+IsoFLOP ladder has 41): totals, rate, ETA and the three revisions with the most work left, in at
+most 120 characters (it listed every revision and ran past what a terminal shows)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections import Counter
 
 from harness.engine.progress import WIDTH, Progress, status_line
 
-# The default sweep's 25 checkpoints: zoo-1..zoo-5 x step256..step4096.
+# The first committed default sweep: zoo-1..zoo-5 x step256..step4096, 25 checkpoints.
 NAMES = [f"zoo-{size}@step{step}" for size in range(1, 6) for step in (256, 512, 1024, 2048, 4096)]
 BUSIEST = ("zoo-2@step512", "zoo-4@step1024", "zoo-1@step4096")  # neither first nor last in NAMES
 

@@ -113,3 +113,23 @@ def test_plan_and_analysis_agree_on_the_final_revision():
     assert final_revisions(rows)["revision"].tolist() == [max(listed, key=training_order)] == ["step143000"]
     with_tokens = rows.assign(tokens_trained=[10, 20, None, None])
     assert final_revisions(with_tokens)["revision"].tolist() == ["step1000"]  # tokens trained decide first
+
+
+def test_a_task_can_run_on_one_named_revision(tiny_world, tmp_path):
+    # `revisions: step1` (any label the models list): the sizes compared at one budget, not their last.
+    sweep = _sweep(tiny_world, tmp_path, tasks=["tiny_ppl", {"name": "tiny_mc", "revisions": "step1"}],
+                   include_path=[str(tiny_world["tasks"])])
+    plan = build_plan(sweep)
+    assert {s.model_revision.revision for s in plan.shards if s.task == "tiny_mc"} == {"step1"}
+    assert {s.model_revision.revision for s in plan.shards if s.task == "tiny_ppl"} == {"step1", "step2"}
+
+
+def test_a_named_revision_every_model_must_list(tiny_world, tmp_path):
+    import pytest
+
+    from harness.errors import UserError
+
+    sweep = _sweep(tiny_world, tmp_path, tasks=[{"name": "tiny_mc", "revisions": "step4096"}])
+    with pytest.raises(UserError, match="task tiny_mc runs on revisions: step4096, which model lad does not list "
+                                        r"\(it has step1, step2\)"):
+        build_plan(sweep)

@@ -36,7 +36,7 @@ def test_build_sends_one_train_job_per_size_of_the_cpu_ladder(monkeypatch, tmp_p
     by_name = {s["name"]: s for s in CPU_LADDER.sizes}
     for job in jobs:
         assert dataclasses.asdict(job.size) == by_name[job.size.name]
-        assert job.checkpoint_steps == (256, 512, 1024, 2048, 4096)
+        assert list(job.checkpoint_steps) == CPU_LADDER.checkpoint_steps(by_name[job.size.name])  # its own budgets
         assert (job.seed, job.device, job.threads, job.probe) == (7, "cpu", 1, True)
         assert job.out_dir == str(tmp_path / "zoo") and job.work_dir == tmp_path / "zoo" / "_build"
         assert (job.train_config.seq_len, job.train_config.batch_size) == (256, 8)

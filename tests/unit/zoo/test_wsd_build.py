@@ -11,6 +11,7 @@ import pytest
 
 from harness.errors import UserError
 from harness.zoo import ladder as ladder_mod
+from harness.zoo.design import IsoflopDesign
 from harness.zoo.ladder import CPU_LADDER, CUDA_LADDER, Ladder, recipe
 
 
@@ -33,8 +34,9 @@ def _built_ladder(monkeypatch, *argv: str) -> Ladder:
 def test_default_build_is_the_committed_wsd_recipe(monkeypatch):
     assert _built_ladder(monkeypatch) == CPU_LADDER
     assert CPU_LADDER.schedule == "wsd" and CPU_LADDER.warmup_steps == 50 and CPU_LADDER.cooldown_fraction == 0.2
-    assert CPU_LADDER.checkpoint_steps() == [256, 512, 1024, 2048, 4096]
-    assert recipe("cuda") == CUDA_LADDER
+    assert CPU_LADDER.design == IsoflopDesign() and CPU_LADDER.total_steps == max(CPU_LADDER.checkpoint_steps())
+    assert CPU_LADDER.checkpoint_steps(CPU_LADDER.sizes[0])[:2] == [196, 349]  # zoo-1's own budgets
+    assert recipe("cuda") == CUDA_LADDER and CUDA_LADDER.design is None
 
 
 def test_cosine_trains_the_first_ladder_recipe(monkeypatch):
@@ -45,6 +47,8 @@ def test_cosine_trains_the_first_ladder_recipe(monkeypatch):
                                                              ("zoo-4", 8e-3), ("zoo-5", 1.2e-2)]
     assert all("embedding_lr" not in s for s in ladder.sizes)
     assert [s["d_model"] for s in ladder.sizes] == [s["d_model"] for s in CPU_LADDER.sizes]
+    # one schedule per size of the first ladder's length, checkpoints along it: no IsoFLOP design
+    assert ladder.design is None and ladder.checkpoint_steps(ladder.sizes[0]) == [256, 512, 1024, 2048, 4096]
 
 
 def test_wsd_flags_reach_the_ladder(monkeypatch):
@@ -53,21 +57,38 @@ def test_wsd_flags_reach_the_ladder(monkeypatch):
     assert (ladder.schedule, ladder.cooldown_fraction) == ("wsd", 0.1)
     assert ladder.checkpoint_steps() == [64, 128, 256, 512, 1024] and ladder.total_steps == 1024
     assert [s["name"] for s in ladder.sizes] == ["zoo-1", "zoo-5"]
-    assert dataclasses.replace(ladder, schedule="wsd", cooldown_fraction=0.2, budgets=None, total_steps=4096,
-                               sizes=CPU_LADDER.sizes) == CPU_LADDER  # nothing else moved
+    assert ladder.design is None and ladder.checkpoint_steps(ladder.sizes[1]) == [64, 128, 256, 512, 1024]
+    assert dataclasses.replace(ladder, cooldown_fraction=0.2, budgets=None, sizes=CPU_LADDER.sizes).with_design(
+        IsoflopDesign()) == CPU_LADDER  # nothing else moved
 
 
-def test_wsd_jobs_carry_the_schedule(monkeypatch, tmp_path):
+def test_sizes_keep_their_design_budgets(monkeypatch):
+    ladder = _built_ladder(monkeypatch, "--sizes", "zoo-5,zoo-3")
+    assert ladder.steps_by_size() == {k: v for k, v in CPU_LADDER.steps_by_size().items() if k in ("zoo-3", "zoo-5")}
+    assert ladder.total_steps == max(ladder.steps_by_size()["zoo-3"])  # the stream reaches the chosen sizes' longest
+
+
+def test_design_jobs_carry_each_sizes_budgets(monkeypatch, tmp_path):
+    jobs = _jobs(monkeypatch, tmp_path, CPU_LADDER)
+    assert {job.size.name: list(job.checkpoint_steps) for job in jobs} == CPU_LADDER.steps_by_size()
+
+
+def _jobs(monkeypatch, tmp_path, ladder, streams=None):
     import harness.zoo.corpus
 
-    jobs, streams = [], []
+    jobs, streams = [], [] if streams is None else streams
     monkeypatch.setattr(harness.zoo.corpus, "english_documents", lambda: ([], []))
     monkeypatch.setattr(ladder_mod, "_write_tokenizer", lambda *a, **k: None)
     monkeypatch.setattr(ladder_mod, "_write_stream", lambda work, tok, docs, ladder, *a: streams.append(ladder))
     monkeypatch.setattr(ladder_mod, "_write_heldout", lambda *a, **k: None)
     monkeypatch.setattr(ladder_mod, "_run_train_jobs", lambda js, *a, **k: jobs.extend(js) or [])
-    ladder = recipe("cpu", "wsd", 0.2, (64, 128, 256, 512, 1024))
     ladder_mod.build(tmp_path / "zoo", ladder=ladder, workers=2, log=lambda _: None)
+    return jobs
+
+
+def test_wsd_jobs_carry_the_schedule(monkeypatch, tmp_path):
+    streams = []
+    jobs = _jobs(monkeypatch, tmp_path, recipe("cpu", "wsd", 0.2, (64, 128, 256, 512, 1024)), streams)
     assert len(jobs) == 5 and streams[0].total_steps == 1024  # the stream reaches the largest budget
     for job in jobs:
         assert job.checkpoint_steps == (64, 128, 256, 512, 1024)
