@@ -168,11 +168,16 @@ def profiles_note(profiles) -> str:
 
 
 def residual_rows(base: dict, trends) -> list[dict]:
-    """The residual-trend numbers of every L(N, D) fit (fit.residuals), reliable or not."""
+    """The residual checks' numbers of every L(N, D) fit (fit.residuals), reliable or not."""
     rows = []
     for t in trends:
         v = t.variable
-        note = t.caveat() or f"no trend with {v}"
+        note = t.caveat() or (f"no trend with {v}" if v != "NxD" else "one slope in D fits every size")
+        if v == "NxD":
+            rows += [_row(base, RESIDUALS_LAW, "interaction_f", Estimate(t.f), note=note),
+                     _row(base, RESIDUALS_LAW, "interaction_p", Estimate(t.p), note=note),
+                     _row(base, RESIDUALS_LAW, "interaction_share", Estimate(t.share), note=note)]
+            continue
         rows += [_row(base, RESIDUALS_LAW, f"spearman_rho_{v}", Estimate(t.rho), note=note),
                  _row(base, RESIDUALS_LAW, f"spearman_p_{v}", Estimate(t.p_rho), note=note),
                  _row(base, RESIDUALS_LAW, f"kruskal_eps2_{v}", Estimate(t.eps2), note=note),

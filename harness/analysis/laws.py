@@ -17,7 +17,7 @@ from harness.analysis.fit import Goodness, fit_chinchilla, fit_chinchilla_batch,
 from harness.analysis.fit._common import goodness
 from harness.analysis.fit.chinchilla import SANE_EXPONENTS, ChinchillaFit
 from harness.analysis.fit.reliability import UNRELIABLE, assess_chinchilla
-from harness.analysis.fit.residuals import Trend
+from harness.analysis.fit.residuals import Interaction, Trend
 from harness.analysis.frontier import LadderFrontier, exponents, frontier_rows, ladder_frontier, residual_rows
 from harness.analysis.fit.sigmoid import K_BOUNDS, X0_MARGIN, SigmoidFit
 
@@ -38,7 +38,7 @@ class FitOutcome:
     band: pd.DataFrame | None = field(default=None, repr=False)  # n, estimate, low, high (untransformed y)
     reliable: bool = True  # False: report the numbers, derive nothing from them (chinchilla: no frontier)
     caveats: tuple[str, ...] = ()  # one clause per problem (parameters on bounds, failed checks)
-    trends: tuple[Trend, ...] = ()  # chinchilla: its log residuals against N and D (fit.residuals)
+    trends: tuple[Trend | Interaction, ...] = ()  # chinchilla: its log-residual checks (fit.residuals)
     # chinchilla: Approach 3's frontier when reliable, Approach 2's when its points are separate runs
     frontier: LadderFrontier | None = field(default=None, repr=False)
 

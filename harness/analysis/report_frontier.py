@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from harness.analysis.answers import num, table
-from harness.analysis.fit.residuals import MAX_P_GROUPS, MAX_P_RHO, MIN_EPS2, MIN_RHO
+from harness.analysis.fit.residuals import (MAX_P_GROUPS, MAX_P_INTERACTION, MAX_P_RHO, MIN_EPS2, MIN_RHO,
+                                            MIN_SHARE)
 from harness.analysis.frontier import CHINCHILLA_FLOPS, FRONTIER_LAW, ISOFLOP_LAW, RESIDUALS_LAW
 
 # Hoffmann et al. 2022, Table 2: N_opt ∝ C^a by Approach 1, 2, 3 (Approach 2's interval as published).
@@ -99,8 +100,13 @@ def _residual_lines(res: dict) -> list[str]:
                      f"(p {res[f'spearman_p_{v}'].estimate:.2g}), Kruskal-Wallis ε² "
                      f"{res[f'kruskal_eps2_{v}'].estimate:.2f} (p {res[f'kruskal_p_{v}'].estimate:.2g}); "
                      f"{res[f'spearman_rho_{v}'].note}")
+    if "interaction_p" in res:
+        parts.append(f"per-size slopes in D against one shared slope: F {res['interaction_f'].estimate:.3g} "
+                     f"(p {res['interaction_p'].estimate:.2g}, {100 * res['interaction_share'].estimate:.0f}% of the "
+                     f"residual variance within sizes); {res['interaction_p'].note}")
     rule = (f"a trend counts at |ρ| > {MIN_RHO} with p < {MAX_P_RHO}, or ε² > {MIN_EPS2} with p < {MAX_P_GROUPS}, "
-            "and a spread of the groups' median residuals above 1e-3")
+            "and a spread of the groups' median residuals above 1e-3; an interaction at p < "
+            f"{MAX_P_INTERACTION} with a share above {MIN_SHARE:.0%}")
     return [f"Log residuals (plot: `*_isoflop.png`), {'; '.join(parts)}. Rule: {rule}."]
 
 

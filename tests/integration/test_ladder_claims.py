@@ -201,6 +201,9 @@ def test_the_analysis_says_whether_the_law_holds(law):
     assert not any("one run" in c for c in law.caveats), law.caveats
     if not law.reliable:
         assert law.caveats and (law.frontier is None or law.frontier.a is None)
+    # what R² alone does not say: small sizes' residuals rise with D, the largest's fall (zoo/README.md)
+    interaction = {t.variable: t for t in law.trends}["NxD"]
+    assert interaction.slopes[0] > 0 > interaction.slopes[-1]
 
 
 def test_isoflop_profiles_give_a_frontier_with_intervals(law):

@@ -17,8 +17,9 @@
     that does not describe how loss falls with D, and alpha and beta (hence the frontier) are not
     measured.
 (c) Residual structure. Log residuals that still follow N or D (fit.residuals: a monotone trend,
-    or a size or token budget whose points all sit off the law) fail, for the same reason as (b):
-    R² and the SD ratio miss a kink the law bends around.
+    a size or token budget whose points all sit off the law, or sizes whose residuals move with D
+    in different directions) fail, for the same reason as (b): R² and the SD ratio miss a kink the
+    law bends around.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ import numpy as np
 
 from harness.analysis.fit._common import Goodness
 from harness.analysis.fit.power_law import fit_power_law
-from harness.analysis.fit.residuals import Trend, residual_trends
+from harness.analysis.fit.residuals import Interaction, Trend, residual_trends
 
 MIN_R2 = 0.95  # OLMo-core's Chinchilla report warns below it (olmo_core/model_ladder/scaling_laws.py)
 # Noise alone gives a ratio near 1 (1.3 on the ladders of tests/unit/analysis/test_laws.py); 3 means
@@ -52,7 +53,8 @@ class Reliability:
     r2: float  # the law's R²
     per_size_r2: float  # median R² of the per-size curves L(D); NaN when no size has MIN_POINTS_PER_SIZE
     sd_ratio: float  # the law's residual SD over the per-size curves' (floored); NaN as per_size_r2
-    trends: tuple[Trend, ...] = ()  # the log residuals against N and D (check (c)); () without residuals
+    # the log residuals against N, D and their interaction (check (c)); () without residuals
+    trends: tuple[Trend | Interaction, ...] = ()
     # Every size's token counts come from separate runs (no size takes two from one run's checkpoints):
     # what Approach 2's IsoFLOP profiles need (analysis.frontier), whatever the law's misfit.
     separate_runs: bool = False

@@ -93,7 +93,7 @@ def test_frontier_rows_keep_the_fits_schema(clean):
     assert iso["reliable"].all()
     res = fits[fits.law == "chinchilla_residuals"].set_index("param")["estimate"]
     assert set(res.index) == {f"{s}_{v}" for s in ("spearman_rho", "spearman_p", "kruskal_eps2", "kruskal_p")
-                              for v in "ND"}
+                              for v in "ND"} | {"interaction_f", "interaction_p", "interaction_share"}
 
 
 def test_an_unreliable_fit_has_residual_rows_and_no_frontier():
@@ -139,12 +139,25 @@ def test_residual_trend_flags_a_ladder_from_a_different_law(clean):
     assert {t.variable for t in small.trends if t.flagged} == {"N"} and not small.reliable
 
 
+def test_sizes_whose_residuals_move_with_d_in_opposite_directions_are_flagged(clean):
+    # The embedded ladder's misfit: small sizes flatten in D sooner than one beta allows, large ones
+    # later. Pooled over sizes the residuals' trend in D cancels; per size it does not.
+    n, d, o = clean
+    tilt = np.log(np.unique(n)).searchsorted(np.log(n)) - 2.5  # -2.5 .. +2.5 from smallest to largest
+    bent = _fit(noisy(law(n, d) * np.exp(-0.01 * tilt * np.log(d / np.median(d))), seed=0), n, d, n_boot=0)
+    by = {t.variable: t for t in bent.trends}
+    assert not by["N"].flagged and not by["D"].flagged
+    assert by["NxD"].flagged and by["NxD"].slopes[0] > 0 > by["NxD"].slopes[-1] and not bent.reliable
+    assert any(c.startswith("log residuals change with D differently for different sizes") for c in bent.caveats)
+    assert not {t.variable: t for t in o.trends}["NxD"].flagged  # the correct law's ladder passes
+
+
 def test_spearman_alone_misses_what_the_law_absorbs(clean):
     # A warm-up penalty ~ 1/D (10% at the shortest budget): alpha and beta absorb it, leaving no
     # monotone trend, while N_opt's exponent moves from 0.514 to ~0.6. Residuals cannot see this.
     n, d, _ = clean
     o = _fit(noisy(law(n, d) * (1 + 0.1 * d.min() / d), seed=0), n, d, n_boot=0)
-    assert all(abs(t.rho) < 0.25 for t in o.trends)
+    assert all(abs(t.rho) < 0.25 for t in o.trends if t.variable != "NxD")
     assert o.params["N_opt_exponent"] - A_TRUE > 0.05
 
 

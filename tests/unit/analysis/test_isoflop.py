@@ -3,6 +3,7 @@ synthetic ladder with a known law and on Epoch's digitised Chinchilla runs."""
 import numpy as np
 import pytest
 
+from harness.analysis.frontier import tokens_per_param
 from harness.analysis.isoflop import (TOLERANCE_DEX, fit_profile, group_budgets, isoflop_exponent,
                                       isoflop_profiles, law_at_compute)
 from tests.unit.analysis.ladders import A_TRUE, TRUTH, chinchilla_points, grid, law, noisy
@@ -75,6 +76,9 @@ def test_approach2_intervals_cover_the_truth_at_their_level():
     exps = [isoflop_exponent(isoflop_profiles(n, d, noisy(y, seed))) for seed in range(100)]
     assert sum(e.low <= A_TRUE <= e.high for e in exps) >= 90
     assert abs(np.mean([e.a for e in exps]) - A_TRUE) < 0.005  # no bias beyond the parabola's 0.001
+    # The tokens-per-parameter ratio at the profiles' middle compute, from the same line (98 of 100 here).
+    ratios = [(e.tokens_per_param_mid(), tokens_per_param(TRUTH, 10 ** e.log10_flops_mid)) for e in exps]
+    assert sum(low <= truth <= high for (_, low, high), truth in ratios) >= 90
 
 
 def test_two_profiles_take_their_interval_from_the_vertices():
@@ -98,3 +102,6 @@ def test_approach2_on_the_chinchilla_points_agrees_with_hoffmann():
     assert e.n_profiles >= 9  # Hoffmann et al. used nine budgets
     for tol in (0.03, 0.08, 0.1):
         assert isoflop_exponent(isoflop_profiles(n, d, y, tolerance_dex=tol)).a == pytest.approx(0.51, abs=0.02)
+    # ~20 tokens per parameter (Hoffmann et al.): 22.5 [19.1, 26.4] at the profiles' middle, 8.2e19 FLOPs
+    ratio, low, high = e.tokens_per_param_mid()
+    assert low <= 20 <= high and 15 < ratio < 30
