@@ -56,6 +56,7 @@ def _unreliable_fit(task: str, metric: str, law_rows, mine) -> list[str]:
     out = [f"- {task}/{metric}: the L(N, D) fit is unreliable ({law_rows['note'].iloc[0]}), so Approach 3 gives "
            "no frontier" + ("." if iso else "; and no IsoFLOP profile has a minimum inside its sizes, so "
                             "Approach 2 gives none either."), ""]
+    out += _residual_lines(_rows(mine, RESIDUALS_LAW)) + [""]
     if not iso:
         return out
     level = f"{100 * float(law_rows.iloc[0].ci_level):.0f}%"
