@@ -260,6 +260,7 @@ def validate(sweep: Sweep) -> Sweep:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise UserError(f"{src}: models: duplicate model name {dupes[0]!r}; give each model a unique `name:`")
+    check_task_revisions(sweep)
     check_positive(sweep.limit, f"{src}: limit")
     check_positive(sweep.num_fewshot, f"{src}: num_fewshot", allow_zero=True)
     check_positive(sweep.batch_size, f"{src}: batch_size")

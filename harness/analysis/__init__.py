@@ -17,7 +17,8 @@ Ray or torch. Entry point: `analyze.analyze_run`.
   bootstrap  the resampling: over documents (paired across models) or over models
   compute    C = 6 N D and the compute-optimal frontier (`harness compute`)
   isoflop    Chinchilla Approach 2: IsoFLOP profiles, their parabola minima, N_opt ∝ C^a
-  frontier   a reliable L(N, D) fit's frontier with intervals (Approach 3) beside Approach 2's,
-             as fits.parquet rows; fit/residuals checks the fit's residuals against N and D
+  frontier   a reliable L(N, D) fit's frontier with intervals (Approach 3) beside Approach 2's (which
+             needs separate runs, not the law), as fits.parquet rows; fit/residuals checks the fit's
+             residuals against N, D and their interaction
   plot_isoflop, report_frontier   plots/<task>_isoflop.png and the report's frontier section
 """

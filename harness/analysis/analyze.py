@@ -7,7 +7,8 @@ size from the smaller ones, with its prediction interval; analysis/predict/), pr
 (with --predict), plots/*.png and report.md, each replaced atomically. Which law per task:
   rolling perplexity (bits_per_byte, nll_per_token): power law in non-embedding parameters, and
       Chinchilla L(N, D) when >= 3 sizes have >= 2 revisions with known tokens_trained, with its
-      residual check and, when reliable, its frontier and Approach 2's (analysis.frontier);
+      residual checks, its frontier when reliable, and Approach 2's when its points are separate
+      runs (analysis.frontier);
   few-shot (acc, exact_match): sigmoid for the discrete metric, power law for its continuous twins
       (target_loglik, brier, edit_distance), emergence scores and the mirage verdict.
 Every accuracy and loss metric on >= 4 sizes is back-tested by every method that applies.

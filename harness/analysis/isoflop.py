@@ -166,7 +166,9 @@ def isoflop_exponent(profiles: list[Profile], level: float = 0.95) -> Exponent |
         mid_half = t * float(np.sqrt(max(at_mid @ cov @ at_mid, 0.0)))
         method = f"least squares over {len(ok)} profiles, HC3 error"
     elif all(np.isfinite(p.se) for p in ok):
-        half = float(stats.norm.ppf(0.5 + level / 2)) * float(np.hypot(ok[0].se, ok[1].se)) / abs(x[1] - x[0])
+        z = float(stats.norm.ppf(0.5 + level / 2))
+        half = z * float(np.hypot(ok[0].se, ok[1].se)) / abs(x[1] - x[0])
+        mid_half = z * float(np.hypot(ok[0].se, ok[1].se)) / 2  # the line at the middle: the vertices' mean
         method = "two profiles: from their vertices' errors"
     else:
         half, method = nan, "two profiles without vertex errors: no interval"

@@ -82,10 +82,11 @@ def _scores_section(scores) -> list[str]:
            ""]
     wanted = ("bits_per_byte", "nll_per_token", "acc", "acc_norm", "exact_match", "target_loglik", "brier",
               "edit_distance", "ppl", "perplexity")
-    finals = final_revisions(scores.drop_duplicates(["model", "revision"])).set_index(["model", "revision"]).index
-    scores = scores[pd.MultiIndex.from_frame(scores[["model", "revision"]]).isin(finals)]
     for task in sorted(scores["task"].unique()):
-        sub = scores[(scores["task"] == task) & scores["metric"].isin(wanted)]
+        rows = scores[scores["task"] == task]  # per task, as the curves pick (a task may run on fewer revisions)
+        finals = final_revisions(rows.drop_duplicates(["model", "revision"])).set_index(["model", "revision"]).index
+        rows = rows[pd.MultiIndex.from_frame(rows[["model", "revision"]]).isin(finals)]
+        sub = rows[rows["metric"].isin(wanted)]
         if sub.empty:
             continue
         sub = sub.assign(col=sub["metric"] + np.where(sub["filter"] == "none", "", " (" + sub["filter"] + ")"))

@@ -52,10 +52,11 @@ def frontier_section(fits) -> list[str]:
 
 
 def _unreliable_fit(task: str, metric: str, law_rows, mine) -> list[str]:
-    iso = _rows(mine, ISOFLOP_LAW)
-    out = [f"- {task}/{metric}: the L(N, D) fit is unreliable ({law_rows['note'].iloc[0]}), so Approach 3 gives "
-           "no frontier" + ("." if iso else "; and no IsoFLOP profile has a minimum inside its sizes, so "
-                            "Approach 2 gives none either."), ""]
+    iso, note = _rows(mine, ISOFLOP_LAW), law_rows["note"].iloc[0]
+    why_not_2 = ("its points are checkpoints of one run, not runs of their own" if "one run" in note
+                 else "fewer than 2 IsoFLOP profiles have a minimum inside their sizes")
+    out = [f"- {task}/{metric}: the L(N, D) fit is unreliable ({note}), so Approach 3 gives no frontier"
+           + ("." if iso else f"; and {why_not_2}, so Approach 2 gives none either."), ""]
     out += _residual_lines(_rows(mine, RESIDUALS_LAW)) + [""]
     if not iso:
         return out
@@ -103,8 +104,8 @@ def _residual_lines(res: dict) -> list[str]:
                      f"{res[f'spearman_rho_{v}'].note}")
     if "interaction_p" in res:
         parts.append(f"per-size slopes in D against one shared slope: F {res['interaction_f'].estimate:.3g} "
-                     f"(p {res['interaction_p'].estimate:.2g}, {100 * res['interaction_share'].estimate:.0f}% of the "
-                     f"residual variance within sizes); {res['interaction_p'].note}")
+                     f"(p {res['interaction_p'].estimate:.2g}; they explain {100 * res['interaction_share'].estimate:.0f}% "
+                     f"of what one slope leaves); {res['interaction_p'].note}")
     rule = (f"a trend counts at |ρ| > {MIN_RHO} with p < {MAX_P_RHO}, or ε² > {MIN_EPS2} with p < {MAX_P_GROUPS}, "
             "and a spread of the groups' median residuals above 1e-3; an interaction at p < "
             f"{MAX_P_INTERACTION} with a share above {MIN_SHARE:.0%}")

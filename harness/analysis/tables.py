@@ -2,7 +2,7 @@
 
 fits.parquet has one row per fitted parameter (power_law, sigmoid, chinchilla), per emergence
 score (law "emergence") and per quantity derived from an L(N, D) fit (laws "chinchilla_residuals",
-and for a reliable fit "chinchilla_frontier" and "isoflop": analysis.frontier), with its interval
+"chinchilla_frontier" for a reliable fit and "isoflop" for separate runs: analysis.frontier), with its interval
 and, for fits, goodness of fit (back-tests have their
 own table, backtest.parquet, from analysis/predict/). bands.parquet holds each fitted curve on a grid of sizes with its
 pointwise bootstrap band; the plots draw it. Both are replaced atomically.

@@ -9,7 +9,7 @@ def register(subparsers) -> None:
     zoo = subparsers.add_parser("zoo", help="build or list the embedded model ladder")
     verbs = zoo.add_subparsers(dest="zoo_command", required=True)
 
-    build = verbs.add_parser("build", help="train the ladder (seeded; ~11 min on 2 CPU cores)")
+    build = verbs.add_parser("build", help="train the ladder (seeded; ~20 min on 2 CPU cores)")
     build.add_argument("--out", default="zoo", help="folder to write <size>/step<N>/ into (default: zoo)")
     build.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                        help="cpu trains the committed ladder; cuda trains a larger one with the same recipe")

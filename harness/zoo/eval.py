@@ -229,14 +229,18 @@ def loss_by_compute(rows: list[dict], sizes: list[str], compare: dict[str, int])
     def level(r) -> float:
         return round(4 * math.log10(6 * r["n_params_nonembedding"] * r["tokens_trained"])) / 4
 
-    levels = sorted({level(r) for r in eng if r["step"] != compare[r["name"]]})
+    def on_level(r) -> bool:  # the shared budget sits on a level only by chance
+        return abs(4 * math.log10(6 * r["n_params_nonembedding"] * r["tokens_trained"]) - 4 * level(r)) < 0.04
+
+    levels = sorted({level(r) for r in eng if r["step"] != compare[r["name"]] or on_level(r)})
     shared = {r["name"]: r for r in eng if r["step"] == compare[r["name"]]}
-    tokens = next(iter(shared.values()))["tokens_trained"] if shared else 0
+    common = len({r["tokens_trained"] for r in shared.values()}) == 1
+    last = f"{next(iter(shared.values()))['tokens_trained'] / 1e6:.2f}M tokens (every size)" if common else "last"
     lines = ["| held-out loss (nats/token), steps in brackets | " + " | ".join(f"C = 1e{x:g}" for x in levels)
-             + f" | {tokens / 1e6:.2f}M tokens (every size) |", "|" + " --- |" * (len(levels) + 2)]
+             + f" | {last} |", "|" + " --- |" * (len(levels) + 2)]
     for name in sizes:
         cell = {level(r): f"{r['metrics']['nll_per_token']:.3f} ({r['step']})" for r in eng
-                if r["name"] == name and r["step"] != compare[name]}
+                if r["name"] == name and (r["step"] != compare[name] or on_level(r))}
         own = shared.get(name)
         last = f"{own['metrics']['nll_per_token']:.3f}" if own else ""
         lines.append(f"| {name} | " + " | ".join(cell.get(x, "") for x in levels) + f" | {last} |")

@@ -247,8 +247,9 @@ def recipe(
     design = ladder.design
     ladder = dataclasses.replace(ladder.with_design(None), schedule=schedule or ladder.schedule,
                                  cooldown_fraction=cooldown_fraction)
-    if ladder.schedule == "cosine":  # one schedule per size: the first ladder's 4,096 steps, no design
-        ladder, design = dataclasses.replace(ladder, sizes=cosine_sizes(ladder.sizes), total_steps=COSINE_STEPS), None
+    if ladder.schedule == "cosine":  # one schedule per size, no design: the first CPU ladder's 4,096 steps
+        steps = COSINE_STEPS if design is not None else ladder.total_steps
+        ladder, design = dataclasses.replace(ladder, sizes=cosine_sizes(ladder.sizes), total_steps=steps), None
     if budgets:
         if min(budgets) < 1:
             raise UserError(f"--budgets {','.join(map(str, budgets))}: steps must be positive")

@@ -105,8 +105,8 @@ def assess_chinchilla(n, d, y, models, gof: Goodness, log_resid=None) -> Reliabi
     training run of point i (a model name, or model@revision for a finished schedule)."""
     runs = runs_per_size(n, d, models)
     single = [size for size, k in runs.items() if k == 1]
-    d_arr, n_arr = np.asarray(d, dtype=float), np.asarray(n, dtype=float)
-    separate = bool(runs) and all(k == np.unique(d_arr[n_arr == size]).size for size, k in runs.items())
+    names = [str(m) for m in np.asarray(models, dtype=object)]
+    separate = bool(runs) and len(set(names)) == len(names)  # no run gives two points
     one_schedule = bool(runs) and len(single) == len(runs)
     caveats = []
     if one_schedule:

@@ -21,8 +21,8 @@
     linear models, each size with its own intercept). Tests (1) and (2) pool the sizes, so they miss
     the small sizes' residuals rising with D while the large sizes' fall: the sizes' slopes cancel.
     That is the embedded ladder's misfit (zoo/README.md: small sizes flatten in D sooner than one
-    beta allows; F 27, p 1e-9, the per-size slopes explain 78% of the residual variance within
-    sizes). Flagged at p < MAX_P_INTERACTION with that share above MIN_SHARE; Epoch's Chinchilla
+    beta allows; F 27, p 1e-9, the per-size slopes explain 78% of what one shared slope leaves).
+    Flagged at p < MAX_P_INTERACTION with that share above MIN_SHARE; Epoch's Chinchilla
     points give p 0.14, and 40 noisy synthetic 6 x 6 ladders of a correct law none below 0.01.
 Neither counts when the groups' median residuals span less than AMPLITUDE_FLOOR in log loss: the
 fit's own Huber loss treats log residuals below 1e-3 as noise (harness.analysis.fit.chinchilla), and
@@ -123,7 +123,7 @@ class Interaction:
     variable: str  # "NxD"
     f: float
     p: float
-    share: float  # of the within-size residual variance that per-size slopes explain beyond one slope
+    share: float  # of the residual sum of squares one shared slope leaves, what per-size slopes explain
     slopes: tuple[float, ...]  # per size, ascending N: change of the log residual per decade of D
     amplitude: float  # spread of the slopes times the median decades of D a size spans
 

@@ -205,3 +205,21 @@ def test_scores_without_finished_schedule_load_as_unknown(tmp_path):
     older = pd.read_parquet(run / "scores.parquet")
     older.assign(finished_schedule=[True, None] * (len(older) // 2)).to_parquet(run / "scores.parquet")
     assert load_scores(run)["finished_schedule"].tolist() == [True, None] * (len(older) // 2)
+
+
+def test_measured_scores_pick_each_tasks_own_checkpoint():
+    # Perplexity on every revision (a shared budget at 8 tokens), a few-shot task on each model's last
+    # revision only: the few-shot rows stay in the table, at their own (only) checkpoint.
+    from harness.analysis.report import _scores_section
+
+    rows = []
+    for model, n, steps in (("a", 1e4, (4, 8, 16)), ("b", 4e4, (2, 8))):
+        for step in steps:
+            rows.append(dict(model=model, revision=f"step{step}", task="ppl", metric="nll_per_token", filter="none",
+                             value=5.0 - step / 100, n_params_nonembedding=n, tokens_trained=step))
+        rows.append(dict(model=model, revision=f"step{steps[-1]}", task="fewshot", metric="acc", filter="none",
+                         value=0.5, n_params_nonembedding=n, tokens_trained=steps[-1]))
+    text = "\n".join(_scores_section(pd.DataFrame(rows)))
+    assert "| a | step16 |" in text and "| b | step8 |" in text  # the few-shot rows, at each model's last
+    ppl = text[text.index("### ppl"):]
+    assert "| a | step8 |" in ppl and "step16" not in ppl  # perplexity at the shared token count

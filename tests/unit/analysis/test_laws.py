@@ -180,3 +180,15 @@ def test_finished_schedules_of_one_model_are_separate_runs(finished, monkeypatch
     else:  # checkpoints of one schedule per size (its last one finished it), or unknown: unreliable, as before
         assert verdicts[0].one_schedule and not o.reliable and len(schedule_caveats) == 1
         assert s.runs == s.models
+
+
+def test_separate_runs_means_no_run_gives_two_points():
+    # Approach 2 needs every point to be a run of its own (analysis.frontier). A size with two runs
+    # can still hold a mid-schedule checkpoint: run "x" at both budgets of size 1.
+    n, d = np.array([1.0, 1, 1, 2, 2, 3, 3]), np.array([10.0, 20, 10, 10, 20, 10, 20])
+    y = 5.0 - 0.1 * np.log(n) - 0.2 * np.log(d)
+    gof = goodness(y, y, 5)
+    mixed = assess_chinchilla(n, d, y, ["x", "x", "y", "a", "b", "c", "e"], gof)
+    assert not mixed.separate_runs and not mixed.one_schedule
+    own = assess_chinchilla(n, d, y, ["x", "w", "y", "a", "b", "c", "e"], gof)
+    assert own.separate_runs

@@ -129,7 +129,14 @@ def test_a_named_revision_every_model_must_list(tiny_world, tmp_path):
 
     from harness.errors import UserError
 
-    sweep = _sweep(tiny_world, tmp_path, tasks=[{"name": "tiny_mc", "revisions": "step4096"}])
     with pytest.raises(UserError, match="task tiny_mc runs on revisions: step4096, which model lad does not list "
                                         r"\(it has step1, step2\)"):
+        _sweep(tiny_world, tmp_path, tasks=[{"name": "tiny_mc", "revisions": "step4096"}])
+    # a sweep made in code, never validated, is refused by the plan as well
+    import dataclasses
+
+    from harness.config import TaskSpec
+
+    sweep = dataclasses.replace(_sweep(tiny_world, tmp_path), tasks=(TaskSpec("tiny_mc", revisions="step4096"),))
+    with pytest.raises(UserError, match="which model lad does not list"):
         build_plan(sweep)

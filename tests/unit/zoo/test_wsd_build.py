@@ -49,6 +49,7 @@ def test_cosine_trains_the_first_ladder_recipe(monkeypatch):
     assert [s["d_model"] for s in ladder.sizes] == [s["d_model"] for s in CPU_LADDER.sizes]
     # one schedule per size of the first ladder's length, checkpoints along it: no IsoFLOP design
     assert ladder.design is None and ladder.checkpoint_steps(ladder.sizes[0]) == [256, 512, 1024, 2048, 4096]
+    assert recipe("cuda", "cosine").total_steps == CUDA_LADDER.total_steps  # the GPU ladder keeps its length
 
 
 def test_wsd_flags_reach_the_ladder(monkeypatch):
