@@ -64,7 +64,9 @@ def headline_metrics(backtests: pd.DataFrame, signals) -> list[tuple[str, str]]:
     return sorted(pairs)
 
 
-def answers_section(backtests: pd.DataFrame, signals, verdicts, fits: pd.DataFrame) -> list[str]:
+def answers_section(backtests: pd.DataFrame, signals, verdicts, fits: pd.DataFrame,
+                    more: list[str] = ()) -> list[str]:
+    """One line per (task, metric), then `more` (the compute-optimal answers of report_frontier)."""
     out = ["## Answers", ""]
     chosen = backtests[backtests["chosen"]] if len(backtests) else backtests
     for task, metric in headline_metrics(backtests, signals):
@@ -74,7 +76,7 @@ def answers_section(backtests: pd.DataFrame, signals, verdicts, fits: pd.DataFra
             line += (f" Held-out {r.held_out_model} (N = {num(r.n_params)}): predicted {num(r.predicted)} "
                      f"{_interval(r.pi_low, r.pi_high)} by {r.method}, measured {num(r.measured)}.")
         out.append(line)
-    return (out or ["(nothing to answer)"]) + [""]
+    return out + list(more) + [""]
 
 
 def backtest_section(backtests: pd.DataFrame) -> list[str]:

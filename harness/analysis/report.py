@@ -17,7 +17,7 @@ from harness.analysis.answers import num as _num
 from harness.analysis.answers import table as _table
 from harness.analysis.frontier import DERIVED_LAWS
 from harness.analysis.laws import MIN_POINTS_MODEL_BOOTSTRAP
-from harness.analysis.report_frontier import frontier_section
+from harness.analysis.report_frontier import compute_optimal_answers, frontier_section
 from harness.analysis.series import final_revisions
 from harness.results.store import write_text_atomic
 
@@ -48,7 +48,7 @@ def render_report(title: str, r: ReportInputs) -> str:
     """The text of report.md: the answers first, then the evidence."""
     level = float(r.fits["ci_level"].iloc[0]) if len(r.fits) else 0.95
     lines = [f"# Scaling analysis: {title}", ""]
-    lines += answers.answers_section(r.backtests, r.signals, r.verdicts, r.fits)
+    lines += answers.answers_section(r.backtests, r.signals, r.verdicts, r.fits, compute_optimal_answers(r.fits))
     lines += answers.backtest_section(r.backtests)
     lines += answers.predictions_section(r.predictions)
     lines += answers.signal_section(r.signals)

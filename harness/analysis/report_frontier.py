@@ -51,6 +51,29 @@ def frontier_section(fits) -> list[str]:
     return out
 
 
+def compute_optimal_answers(fits) -> list[str]:
+    """One line per L(N, D) fit for the report's answers: the frontier, by which approach, and why
+    not the other."""
+    out = []
+    for (task, metric), g in fits[fits["law"] == "chinchilla"].groupby(["task", "metric"]):
+        mine = fits[(fits["task"] == task) & (fits["metric"] == metric)]
+        fr, iso = _rows(mine, FRONTIER_LAW), _rows(mine, ISOFLOP_LAW)
+        law = (f"the L(N, D) law holds (R² {num(g['r2'].iloc[0])})" if bool(g["reliable"].all())
+               else f"the L(N, D) law is unreliable (R² {num(g['r2'].iloc[0])}), so it gives no frontier")
+        found = []
+        if "a" in fr:
+            found.append(f"N_opt ∝ C^{num(fr['a'].estimate)} {_ci(fr['a'])} by the law (Approach 3)")
+        if "a" in iso:
+            said = f"N_opt ∝ C^{num(iso['a'].estimate)} {_ci(iso['a'])} by {int(iso['a'].n_points)} IsoFLOP profiles"
+            if "tokens_per_param_at_C_mid" in iso:
+                r = iso["tokens_per_param_at_C_mid"]
+                said += f", {num(r.estimate)} {_ci(r)} tokens per parameter at {iso['C_mid'].estimate:.3g} FLOPs"
+            found.append(said + " (Approach 2)")
+        verdict = "; ".join(found) if found else "no compute-optimal frontier"
+        out.append(f"- **{task}** / {metric}, compute-optimal: {verdict}; {law}. See \"Compute-optimal frontier\".")
+    return out
+
+
 def _unreliable_fit(task: str, metric: str, law_rows, mine) -> list[str]:
     iso, note = _rows(mine, ISOFLOP_LAW), law_rows["note"].iloc[0]
     why_not_2 = ("its points are checkpoints of one run, not runs of their own" if "one run" in note

@@ -10,7 +10,7 @@ from harness.analysis.fit.chinchilla import huber_objective
 from harness.analysis.fit.reliability import UNRELIABLE
 from harness.analysis.fit.residuals import AMPLITUDE_FLOOR, trend
 from harness.analysis.frontier import CHINCHILLA_FLOPS, exponents, ladder_flops, tokens_per_param
-from harness.analysis.report_frontier import frontier_section
+from harness.analysis.report_frontier import compute_optimal_answers, frontier_section
 from harness.analysis.tables import FIT_COLUMNS, fits_table
 from tests.unit.analysis.ladders import (A_TRUE, B_TRUE, TRUTH, chinchilla_points, grid, law, noisy, one_schedule,
                                          runs)
@@ -77,6 +77,9 @@ def test_a_misfit_law_keeps_approach_2_but_gives_no_approach_3_frontier(clean):
     assert len(said) == 1 and said[0].endswith("so Approach 3 gives no frontier.")
     assert any(x.startswith("| a by Approach 2") for x in lines) and not any("(Approach 3)" in x for x in lines)
     assert any(x.startswith("- Approach 2's a has an interval that") for x in lines)
+    [answer] = compute_optimal_answers(fits)
+    assert answer.startswith("- **wiki** / nll_per_token, compute-optimal: N_opt ∝ C^") and "(Approach 2)" in answer
+    assert "(Approach 3)" not in answer and "law is unreliable" in answer
 
 
 def test_frontier_rows_keep_the_fits_schema(clean):
@@ -105,7 +108,10 @@ def test_an_unreliable_fit_has_residual_rows_and_no_frontier():
     assert (fits.loc[fits.law == "chinchilla_residuals", "reliable"] == False).all()  # noqa: E712
     lines = frontier_section(fits)
     said = [x for x in lines if x.startswith("- wiki/nll_per_token: the L(N, D) fit is unreliable")]
-    assert len(said) == 1 and "Approach 2 gives none either" in said[0]
+    assert len(said) == 1 and "Approach 2 gives none either" in said[0] and "checkpoints of one run" in said[0]
+    assert compute_optimal_answers(fits) == ["- **wiki** / nll_per_token, compute-optimal: no compute-optimal frontier; "
+                                             f"the L(N, D) law is unreliable (R² {fits.r2.iloc[0]:.4g}), so it gives "
+                                             "no frontier. See \"Compute-optimal frontier\"."]
     assert not any("Porian" in x or x.startswith("|") for x in lines)
 
 
@@ -187,6 +193,9 @@ def test_report_section_and_plot_of_a_reliable_fit(clean, tmp_path):
     ratio = o.frontier.ratio_ladder
     said = "includes" if ratio.low <= 20 <= ratio.high else "excludes"
     assert f"ratio at the ladder's compute has an interval that {said} 20." in text
+    [answer] = compute_optimal_answers(fits_table([o], [], 0.95))
+    assert f"N_opt ∝ C^{a.value:.4g} [{a.low:.4g}, {a.high:.4g}] by the law (Approach 3)" in answer
+    assert "(Approach 2)" in answer and "the L(N, D) law holds" in answer
     paths = plot.make_all(tmp_path, [o], [], pd.DataFrame())
     iso = tmp_path / "wiki_isoflop.png"
     assert iso in paths and iso.stat().st_size > 20_000
