@@ -14,6 +14,7 @@ from pathlib import Path
 
 from harness.errors import UserError
 from harness.analysis.fit import CHINCHILLA_PAPER, chinchilla_frontier
+from harness.analysis.fit.chinchilla import chinchilla_loss
 from harness.analysis.fit.reliability import UNRELIABLE
 
 TOKENS_PER_PARAM = 20.0  # Hoffmann et al. 2022's rule of thumb
@@ -72,7 +73,7 @@ def summarize(n_params: float, tokens: float | None = None, flops: float | None 
 
 
 def _loss(p: dict[str, float], n: float, d: float) -> float:
-    return p["E"] + p["A"] / n ** p["alpha"] + p["B"] / d ** p["beta"]
+    return float(chinchilla_loss(p, n, d))
 
 
 def run_fit_params(run_dir: Path, task: str | None = None,

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from harness.analysis.fit.chinchilla import chinchilla_loss
+
 # Points within this many decades of a profile's C belong to it. Digitised or rounded budgets scatter
 # by a few hundredths of a decade (Epoch's points of Hoffmann et al.'s Figure 4: +-0.03); 0.05 keeps
 # Hoffmann's budgets (at least 0.2 decades apart) separate while a point's loss moves by much less
@@ -188,5 +190,4 @@ def _hc3_cov(x, y) -> np.ndarray:
 def law_at_compute(params: dict[str, float], flops: float, n) -> np.ndarray:
     """The fitted L(N, D) along the IsoFLOP line D = C / (6 N): Approach 3's view of a profile."""
     n = np.asarray(n, dtype=float)
-    d = flops / (6.0 * n)
-    return params["E"] + params["A"] / n ** params["alpha"] + params["B"] / d ** params["beta"]
+    return chinchilla_loss(params, n, flops / (6.0 * n))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.analysis.fit.chinchilla import chinchilla_frontier, chinchilla_loss
 from harness.files import atomic_path
 
 UNITS = {
@@ -140,16 +141,12 @@ def _chinchilla_plot(plt, path: Path, o) -> Path:
     return _save(plt, fig, path)
 
 
-def _chinchilla_loss(p: dict[str, float], nn, dd):
-    return p["E"] + p["A"] / nn ** p["alpha"] + p["B"] / dd ** p["beta"]
-
-
 def _loss_against_tokens(ax, s, p, n, d, y) -> None:
     d_grid = np.geomspace(d.min() / 2, d.max() * 2, 80)
     for i, size in enumerate(np.unique(n)):
         sel = n == size
         ax.plot(d[sel], y[sel], "o", color=f"C{i % 10}", label=f"N = {size:.3g}")
-        ax.plot(d_grid, _chinchilla_loss(p, size, d_grid), "-", color=f"C{i % 10}", alpha=0.7)
+        ax.plot(d_grid, chinchilla_loss(p, size, d_grid), "-", color=f"C{i % 10}", alpha=0.7)
     ax.set_xscale("log")
     ax.set_xlabel("training tokens D")
     ax.set_ylabel(UNITS.get(s.metric, s.metric))
@@ -163,13 +160,12 @@ def _iso_loss_contours(ax, s, p, n, d, frontier: bool = True) -> None:
     n_grid = np.geomspace(n.min() / 4, n.max() * 4, 120)
     dd_grid = np.geomspace(d.min() / 4, d.max() * 4, 120)
     nn, dd = np.meshgrid(n_grid, dd_grid)
-    cs = ax.contour(nn, dd, _chinchilla_loss(p, nn, dd), levels=10, cmap="viridis")
+    cs = ax.contour(nn, dd, chinchilla_loss(p, nn, dd), levels=10, cmap="viridis")
     ax.clabel(cs, fmt="%.2f", fontsize=8)
     ax.plot(n, d, "ko", ms=4, label="measured (N, D)")
     if frontier:
         flops = np.geomspace(6 * n_grid.min() * dd_grid.min(), 6 * n_grid.max() * dd_grid.max(), 50)
-        n_opt = (p["alpha"] * p["A"] / (p["beta"] * p["B"])) ** (1 / (p["alpha"] + p["beta"])) * (flops / 6) ** (
-            p["beta"] / (p["alpha"] + p["beta"]))
+        n_opt = chinchilla_frontier(p, flops)[0]
         ax.plot(n_opt, flops / (6 * n_opt), "r-", lw=2, label="compute-optimal frontier")
     ax.set_xscale("log")
     ax.set_yscale("log")

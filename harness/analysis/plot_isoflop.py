@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.analysis.fit.chinchilla import chinchilla_frontier
+from harness.analysis.fit.chinchilla import chinchilla_frontier, chinchilla_loss
 from harness.analysis.isoflop import isoflop_profiles, law_at_compute
-from harness.analysis.plot import UNITS, X_LABEL, _chinchilla_loss, _save
+from harness.analysis.plot import UNITS, X_LABEL, _save
 
 
 def isoflop_plot(plt, path: Path, o) -> Path:
@@ -24,7 +24,7 @@ def isoflop_plot(plt, path: Path, o) -> Path:
     fig, axes = plt.subplots(1, 3, figsize=(16, 5), layout="constrained", gridspec_kw={"width_ratios": [2, 1, 1]})
     profiles = o.frontier.profiles if o.frontier is not None else tuple(isoflop_profiles(n, d, y))
     _profiles_panel(axes[0], s, p, profiles, o.frontier)
-    resid = np.log(y) - np.log(_chinchilla_loss(p, n, d))
+    resid = np.log(y) - np.log(chinchilla_loss(p, n, d))
     trends = {t.variable: t for t in o.trends}
     _residual_panel(axes[1], n, resid, trends.get("N"), X_LABEL)
     _residual_panel(axes[2], d, resid, trends.get("D"), "training tokens D")

@@ -115,13 +115,17 @@ class ChinchillaFit:
         return tuple(k for k in ("alpha", "beta") if not lo <= self.params[k] <= hi)
 
     def predict(self, n, d) -> np.ndarray:
-        p = self.params
-        n, d = np.asarray(n, dtype=float), np.asarray(d, dtype=float)
-        return p["E"] + p["A"] / n ** p["alpha"] + p["B"] / d ** p["beta"]
+        return chinchilla_loss(self.params, n, d)
 
     def frontier(self, flops) -> tuple[np.ndarray, np.ndarray]:
         """Compute-optimal N_opt(C), D_opt(C) under C = 6 N D (Hoffmann et al., eq. 4)."""
         return chinchilla_frontier(self.params, flops)
+
+
+def chinchilla_loss(params: dict[str, float], n, d) -> np.ndarray:
+    """L(N, D) = E + A / N^alpha + B / D^beta (Hoffmann et al. 2022, eq. 2): the one place it is written."""
+    n, d = np.asarray(n, dtype=float), np.asarray(d, dtype=float)
+    return params["E"] + params["A"] / n ** params["alpha"] + params["B"] / d ** params["beta"]
 
 
 def chinchilla_frontier(params: dict[str, float], flops) -> tuple[np.ndarray, np.ndarray]:
