@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import UserError
+from harness.files import user_cache_dir
 
 DEFAULT_REVISION = "main"  # what a hub and this harness call the revision of a model given without one
 _STEP = re.compile(r"^step(\d+)$")
@@ -128,8 +129,7 @@ def _content_files(folder: Path) -> Iterable[Path]:
 
 
 def _cache_file() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "harness" / "file-digests.json"
+    return user_cache_dir() / "file-digests.json"
 
 
 def _stat_key(path: Path) -> str:

@@ -22,6 +22,12 @@ TMP_PREFIX = ".tmp-"
 STALE_TEMP_SECONDS = 15 * 60
 
 
+def user_cache_dir() -> Path:
+    """The harness's folder for caches that outlive a run: `$XDG_CACHE_HOME/harness`, else
+    `~/.cache/harness` (the XDG base-directory rule; each cache has its own override as well)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "harness"
+
+
 def safe_name(text: str) -> str:
     """A path component that cannot escape the results folder."""
     return re.sub(r"[^A-Za-z0-9._\-]+", "_", text).strip("._") or "_"

@@ -3,7 +3,8 @@
 Rendering few-shot contexts (lm-eval's `build_all_requests`) is the slow part of planning: minutes
 per large task. Its result is a pure function of what `plan.request_key` hashes, so it is cached
 under that key: one Arrow IPC file per task and key, written atomically,
-`$HARNESS_CACHE_DIR/requests/<task>-<key>.arrow`, else `~/.cache/harness/requests/`.
+`$HARNESS_CACHE_DIR/requests/<task>-<key>.arrow`, else `$XDG_CACHE_HOME/harness/requests/` (by
+default `~/.cache/harness/requests/`).
 
 An entry is trusted only whole: its metadata must name the key, the row count and a digest of the
 values it holds (recomputed on load), or it is rebuilt with one line saying why. Documents are not
@@ -29,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from harness.errors import first_line
-from harness.files import TMP_PREFIX, atomic_path, remove_stale_temps, safe_name
+from harness.files import TMP_PREFIX, atomic_path, remove_stale_temps, safe_name, user_cache_dir
 
 CACHE_ENV = "HARNESS_CACHE_DIR"
 _META_KEY, _META_ROWS, _META_DIGEST = b"harness.request_key", b"harness.rows", b"harness.digest"
@@ -46,9 +47,9 @@ class _BadEntry(Exception):
 
 
 def default_cache_dir() -> Path:
-    """`$HARNESS_CACHE_DIR/requests`, else `~/.cache/harness/requests`."""
+    """`$HARNESS_CACHE_DIR/requests`, else `$XDG_CACHE_HOME/harness/requests` (`~/.cache/harness/requests`)."""
     base = os.environ.get(CACHE_ENV)
-    return Path(base).expanduser() / "requests" if base else Path.home() / ".cache" / "harness" / "requests"
+    return (Path(base).expanduser() if base else user_cache_dir()) / "requests"
 
 
 # -- encoding: one row per request, each argument as a dictionary-encoded text -------------------

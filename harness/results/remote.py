@@ -35,7 +35,7 @@ import pyarrow.fs as pafs
 
 from harness.errors import UserError, first_line
 from harness.results.lock import LOCK
-from harness.files import TMP_PREFIX, atomic_path, safe_name
+from harness.files import TMP_PREFIX, atomic_path, safe_name, user_cache_dir
 
 STAGING_ENV = "HARNESS_STAGING_DIR"
 # A wrong address should cost seconds, not minutes; the mirror's next push retries anyway.
@@ -164,9 +164,10 @@ def _probe(remote: RemoteFolder) -> None:
 
 def staging_dir(remote: RemoteFolder) -> Path:
     """The local working copy of `remote` (created): `$HARNESS_STAGING_DIR/<name>`, else
-    `~/.cache/harness/remote/<name>`; <name> is readable and unique per URL, the same in every process."""
+    `$XDG_CACHE_HOME/harness/remote/<name>` (`~/.cache/...`); <name> is readable and unique per URL, the
+    same in every process."""
     name = f"{safe_name(remote.url.partition('://')[2])[:80]}-{hashlib.sha256(remote.url.encode()).hexdigest()[:12]}"
-    folder = Path(os.environ.get(STAGING_ENV) or Path.home() / ".cache" / "harness" / "remote").expanduser() / name
+    folder = Path(os.environ.get(STAGING_ENV) or user_cache_dir() / "remote").expanduser() / name
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 

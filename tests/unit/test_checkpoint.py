@@ -63,3 +63,24 @@ def test_a_local_ladder_without_a_revision_orders_as_its_last_step(tiny_world, t
     sweep = sweep_from_mapping({"models": [{"name": "lad", "path": str(ladder), "revisions": ["main", "step1"]}],
                                 "tasks": ["tiny_mc"]}, "test")
     assert final_revisions(model_revisions(sweep)) == {"lad@main"}  # main resolves to step2
+
+
+def test_caches_follow_xdg_cache_home(monkeypatch, tmp_path):
+    # One rule for every cache that outlives a run: $XDG_CACHE_HOME/harness, else ~/.cache/harness;
+    # each still has its own override (HARNESS_CACHE_DIR, HARNESS_STAGING_DIR).
+    from harness import checkpoint
+    from harness.plan.request_cache import CACHE_ENV, default_cache_dir
+    from harness.results.remote import STAGING_ENV, RemoteFolder, staging_dir
+
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    monkeypatch.delenv(STAGING_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "harness" / "requests"
+    assert checkpoint._cache_file() == tmp_path / "xdg" / "harness" / "file-digests.json"
+    remote = RemoteFolder(url="s3://bucket/runs/a", scheme="s3", bucket="bucket", root="bucket/runs/a", fs=None)
+    assert staging_dir(remote).parent == tmp_path / "xdg" / "harness" / "remote"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_cache_dir() == tmp_path / "home" / ".cache" / "harness" / "requests"
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "own"))
+    assert default_cache_dir() == tmp_path / "own" / "requests"
