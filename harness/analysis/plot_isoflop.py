@@ -1,5 +1,6 @@
 """plots/<task>_isoflop.png: Approach 2's IsoFLOP profiles against Approach 3's fitted law, with the
-two frontiers, and the L(N, D) fit's log residuals against N and against D.
+two frontiers, and the L(N, D) fit's log residuals against N and against D (one colour per size there,
+so an N x D interaction shows as slopes that differ).
 
 Drawn from what the analysis computed (FitOutcome.frontier, .trends), never refitted. A fit that is
 not reliable gets no law lines and no Approach 3 frontier; its profiles keep their parabolas and
@@ -27,7 +28,8 @@ def isoflop_plot(plt, path: Path, o) -> Path:
     resid = np.log(y) - np.log(chinchilla_loss(p, n, d))
     trends = {t.variable: t for t in o.trends}
     _residual_panel(axes[1], n, resid, trends.get("N"), X_LABEL)
-    _residual_panel(axes[2], d, resid, trends.get("D"), "training tokens D")
+    _residual_panel(axes[2], d, resid, trends.get("D"), "training tokens D", points=False)
+    _by_size(axes[2], n, d, resid, trends.get("NxD"))
     if o.frontier is None:
         fig.suptitle("UNRELIABLE L(N, D) fit: no parabola minima, no frontier (see the report)", fontsize=10,
                      color="C3")
@@ -91,9 +93,24 @@ def _frontiers(ax, p, profiles, frontier) -> None:
         ax.plot(*zip(*vertices), ":", color="0.3", lw=1.2, label=label)
 
 
-def _residual_panel(ax, x, resid, trend, label: str) -> None:
+def _by_size(ax, n, d, resid, interaction) -> None:
+    """Against D, one colour and line per size: an N x D interaction (fit.residuals test (3)) shows
+    as lines of different slopes, which the pooled trend cannot."""
+    for i, size in enumerate(np.unique(n)):
+        sel = n == size
+        order = np.argsort(d[sel])
+        ax.plot(d[sel][order], resid[sel][order], "o-", color=f"C{i % 10}", ms=4, lw=0.8, label=f"N = {size:.3g}")
+    ax.legend(fontsize=7)
+    if interaction is not None:
+        verdict = "FLAGGED" if interaction.flagged else "one slope fits"
+        ax.set_title(f"{ax.get_title()}\nslopes per size: F {interaction.f:.3g} (p {interaction.p:.2g}): {verdict}",
+                     fontsize=9, color="C3" if interaction.flagged or ax.title.get_color() == "C3" else "black")
+
+
+def _residual_panel(ax, x, resid, trend, label: str, points: bool = True) -> None:
     ax.axhline(0.0, color="0.5", lw=1)
-    ax.plot(x, resid, "o", color="C0", ms=4)
+    if points:
+        ax.plot(x, resid, "o", color="C0", ms=4)
     ax.set_xscale("log")
     ax.set_xlabel(label)
     ax.set_ylabel("log residual: log(measured) − log(fit)")

@@ -4,7 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pathlib import Path
+
 from harness.analysis import laws, plot
+from harness.analysis import plot_isoflop as plot_isoflop_module
 from harness.analysis.fit import CHINCHILLA_EPOCH, chinchilla_frontier
 from harness.analysis.fit.chinchilla import huber_objective
 from harness.analysis.fit.reliability import UNRELIABLE
@@ -145,7 +148,7 @@ def test_residual_trend_flags_a_ladder_from_a_different_law(clean):
     assert {t.variable for t in small.trends if t.flagged} == {"N"} and not small.reliable
 
 
-def test_sizes_whose_residuals_move_with_d_in_opposite_directions_are_flagged(clean):
+def test_sizes_whose_residuals_move_with_d_in_opposite_directions_are_flagged(clean, monkeypatch):
     # The embedded ladder's misfit: small sizes flatten in D sooner than one beta allows, large ones
     # later. Pooled over sizes the residuals' trend in D cancels; per size it does not.
     n, d, o = clean
@@ -156,6 +159,21 @@ def test_sizes_whose_residuals_move_with_d_in_opposite_directions_are_flagged(cl
     assert by["NxD"].flagged and by["NxD"].slopes[0] > 0 > by["NxD"].slopes[-1] and not bent.reliable
     assert any(c.startswith("log residuals change with D differently for different sizes") for c in bent.caveats)
     assert not {t.variable: t for t in o.trends}["NxD"].flagged  # the correct law's ladder passes
+    # the plot draws the residuals against D one line per size, and says the interaction is flagged
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from harness.analysis.plot_isoflop import isoflop_plot
+
+    seen = {}
+    monkeypatch.setattr(plot_isoflop_module, "_save", lambda plt_, fig, path: seen.setdefault("fig", fig) and path)
+    isoflop_plot(plt, Path("unused.png"), bent)
+    by_d = seen["fig"].axes[2]
+    assert len(by_d.get_lines()) == 1 + np.unique(n).size  # the zero line and one per size
+    assert "slopes per size" in by_d.get_title() and by_d.get_title().endswith("FLAGGED")
+    plt.close(seen["fig"])
 
 
 def test_spearman_alone_misses_what_the_law_absorbs(clean):
