@@ -172,12 +172,13 @@ def residual_rows(base: dict, trends) -> list[dict]:
     rows = []
     for t in trends:
         v = t.variable
-        note = t.caveat() or (f"no trend with {v}" if v != "NxD" else "one slope in D fits every size")
         if v == "NxD":
+            note = t.caveat() or "one slope in D fits every size"
             rows += [_row(base, RESIDUALS_LAW, "interaction_f", Estimate(t.f), note=note),
                      _row(base, RESIDUALS_LAW, "interaction_p", Estimate(t.p), note=note),
                      _row(base, RESIDUALS_LAW, "interaction_share", Estimate(t.share), note=note)]
             continue
+        note = t.caveat() or f"no trend with {v}"
         rows += [_row(base, RESIDUALS_LAW, f"spearman_rho_{v}", Estimate(t.rho), note=note),
                  _row(base, RESIDUALS_LAW, f"spearman_p_{v}", Estimate(t.p_rho), note=note),
                  _row(base, RESIDUALS_LAW, f"kruskal_eps2_{v}", Estimate(t.eps2), note=note),

@@ -25,10 +25,8 @@ def register(subparsers) -> None:
 def cmd_plan(args: argparse.Namespace) -> int:
     sweep = sweep_from_args(args)
     if args.simulate:
-        from harness.config import check_task_revisions
         from harness.scheduling.simulator import format_simulation, simulate_sweep
 
-        check_task_revisions(sweep)
         result = simulate_sweep(sweep, gpus=args.gpus, gpu_mem_gb=args.gpu_mem_gb, shards=args.shards,
                                 cpus=args.cpus)
         print(json.dumps(dataclasses.asdict(result), indent=2, default=str) if args.json

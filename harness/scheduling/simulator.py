@@ -289,12 +289,8 @@ TASK_PROFILES = {
 DEFAULT_PROFILE = TaskProfile(1000, 200, 0.8)
 
 
-def _revisions(which: str | bool) -> str:
-    return {True: "final", False: "all"}.get(which, which) if isinstance(which, bool) else which
-
-
 def synthetic_shards(
-    model_keys: Sequence[str], tasks: Sequence[tuple[str, int | None, bool]], shards: int, seed: int = 0,
+    model_keys: Sequence[str], tasks: Sequence[tuple[str, int | None, str]], shards: int, seed: int = 0,
     last_keys: frozenset[str] = frozenset(),
 ) -> list[SimShard]:
     """About `shards` shards over `model_keys` x `tasks`, with the same documents for every model.
@@ -303,7 +299,7 @@ def synthetic_shards(
         model_keys: scheduler keys (model@revision).
         tasks: (task name, document limit or None, revisions): revisions as a sweep's task gives
             them ("all", "final": only the keys in `last_keys`, the last revision of each model, or
-            one revision label); True / False stand for "final" / "all".
+            one revision label).
         shards: the number of shards wanted; documents per shard are chosen to come close.
     """
     import numpy as np
@@ -315,7 +311,7 @@ def synthetic_shards(
         n = min(profile.docs, limit) if limit else profile.docs
         docs[name] = rng.lognormal(math.log(profile.median_tokens), profile.sigma, n).astype(int) + 1
     pairs = [(k, t) for t, _, which in tasks for k in model_keys
-             if runs_revision(_revisions(which), k.rpartition("@")[2], k in last_keys)]
+             if runs_revision(which, k.rpartition("@")[2], k in last_keys)]
     # Shards of about equal *tokens* across tasks (a wikitext article is worth ~40 LAMBADA
     # passages); the skew left is that of the documents' own lengths.
     keys_per_task = {t: sum(1 for _, u in pairs if u == t) for t in docs}

@@ -55,3 +55,7 @@ class IsoflopDesign:
         per_step = 6 * n_nonembedding * tokens_per_step
         steps = {round(c / per_step) for c in self.levels()}
         return tuple(sorted({s for s in steps if self.min_steps <= s <= self.max_steps} | {self.shared_steps}))
+
+    def size_budgets(self, size: dict, tokens_per_step: int) -> tuple[int, ...]:
+        """`budgets` of a ladder size given as SizeSpec kwargs (d_model, n_layers, d_ffn, ...)."""
+        return self.budgets(nonembedding_params(size["d_model"], size["n_layers"], size["d_ffn"]), tokens_per_step)

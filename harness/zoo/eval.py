@@ -226,11 +226,14 @@ def loss_by_compute(rows: list[dict], sizes: list[str], compare: dict[str, int])
     decade, the design's spacing) and one for the shared step: the IsoFLOP profiles are the columns."""
     eng = [r for r in rows if r["task"] == PPL_TASK]
 
+    def quarters(r) -> float:  # log10 C in quarter decades
+        return 4 * math.log10(6 * r["n_params_nonembedding"] * r["tokens_trained"])
+
     def level(r) -> float:
-        return round(4 * math.log10(6 * r["n_params_nonembedding"] * r["tokens_trained"])) / 4
+        return round(quarters(r)) / 4
 
     def on_level(r) -> bool:  # the shared budget sits on a level only by chance
-        return abs(4 * math.log10(6 * r["n_params_nonembedding"] * r["tokens_trained"]) - 4 * level(r)) < 0.04
+        return abs(quarters(r) - round(quarters(r))) < 0.04
 
     levels = sorted({level(r) for r in eng if r["step"] != compare[r["name"]] or on_level(r)})
     shared = {r["name"]: r for r in eng if r["step"] == compare[r["name"]]}

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from harness.errors import UserError
 from harness.zoo.data import Mix
-from harness.zoo.design import IsoflopDesign, nonembedding_params
+from harness.zoo.design import IsoflopDesign
 
 if TYPE_CHECKING:  # harness.zoo.train imports torch; it is imported where a build needs it
     from harness.zoo.corpus import Document
@@ -55,17 +55,17 @@ class Ladder:
         if self.budgets is not None and (min(self.budgets) < 1 or max(self.budgets) != self.total_steps):
             raise ValueError(f"budgets {self.budgets}: expected positive steps, the largest equal to total_steps "
                              f"({self.total_steps}); use Ladder.with_budgets")
-        if self.design is not None and self.sizes and max(map(max, self.steps_by_size().values())) != self.total_steps:
-            raise ValueError(f"design budgets reach {max(map(max, self.steps_by_size().values()))} steps, not "
-                             f"total_steps ({self.total_steps}); use Ladder.with_design")
+        longest = max(self.checkpoint_steps(), default=self.total_steps)
+        if self.design is not None and longest != self.total_steps:
+            raise ValueError(f"design budgets reach {longest} steps, not total_steps ({self.total_steps}); "
+                             "use Ladder.with_design")
 
     def checkpoint_steps(self, size: dict | None = None) -> list[int]:
         """The checkpoint steps (WSD: budgets) of one size, or of every size when they share them."""
         if self.design is not None and self.schedule == "wsd":
             if size is None:
                 return sorted(set().union(*self.steps_by_size().values()))
-            n = nonembedding_params(size["d_model"], size["n_layers"], size["d_ffn"])
-            return list(self.design.budgets(n, self.batch_size * self.seq_len))
+            return list(self.design.size_budgets(size, self.batch_size * self.seq_len))
         if self.budgets is not None:
             return sorted(set(self.budgets))
         return sorted({max(1, self.total_steps >> k) for k in range(self.n_checkpoints)})
@@ -77,8 +77,7 @@ class Ladder:
         """The same recipe with each size's budgets from `design`; the stream reaches the longest."""
         if design is None:
             return dataclasses.replace(self, design=None)
-        longest = max(max(design.budgets(nonembedding_params(s["d_model"], s["n_layers"], s["d_ffn"]),
-                                         self.batch_size * self.seq_len)) for s in self.sizes)
+        longest = max(max(design.size_budgets(s, self.batch_size * self.seq_len)) for s in self.sizes)
         return dataclasses.replace(self, design=design, budgets=None, total_steps=longest)
 
     def with_budgets(self, budgets: Sequence[int]) -> Ladder:

@@ -75,7 +75,7 @@ def test_pythia_with_loads_stays_near_the_load_aware_bound():
 def test_cpu_only_cluster():
     cluster = ClusterResources((NodeResources(cpus=16, memory_bytes=10**12),))
     models = [SimModel("small", 70_426_624, "float32"), SimModel("mid", 162_322_944, "float32")]
-    shards = synthetic_shards([m.key for m in models], [("piqa", None, False)], shards=400)
+    shards = synthetic_shards([m.key for m in models], [("piqa", None, "all")], shards=400)
     result = simulate(models, shards, cluster, NO_LOADS)
     assert result.gpus == 0 and result.cpus == 16
     assert all(m.num_gpus == 0 for m in result.per_model)
@@ -103,7 +103,7 @@ def test_sweep_without_parameter_counts_is_a_user_error():
 
 
 def test_synthetic_shards_are_skewed_and_shared_across_models():
-    tasks = [("lambada_openai", None, False), ("wikitext", None, False), ("piqa", 100, True)]
+    tasks = [("lambada_openai", None, "all"), ("wikitext", None, "all"), ("piqa", 100, "final")]
     shards = synthetic_shards(["a@1", "a@2", "b@2"], tasks, shards=600, seed=3, last_keys=frozenset({"a@2", "b@2"}))
     assert 500 <= len(shards) <= 700
     by_model = {}
