@@ -229,7 +229,8 @@ def render(pilot, bands, truth, truths, costs, k_min, small_band, big, sps, seed
         f"of the shortest run; what 2 cores train within the build's 30 minutes). Within both: {', '.join(fits) or 'none'}. "
         f"The committed ladder's points of its sizes up to 66K within k = 3 ({pts_small} points, the same compute "
         f"levels such a design would use) give R² {r2_small:.3f} with E = {e_small:.2g}: a CPU ladder of that design "
-        "is expected to fall short the same way (not trained here), and a tighter band needs the longer runs above.",
+        "is expected to fall short the same way (trained once: zoo/README.md, \"Fifth round\"), and a tighter "
+        "band needs the longer runs above.",
         "",
         f"Measured: {big}, the largest committed size, trains at {sps:.3f} s a step on one core "
         "(its build-log seconds over its stable run and cooldowns); a larger size costs more per step.",
