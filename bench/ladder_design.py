@@ -8,11 +8,12 @@ zoo/build_log.jsonl (no training); writes bench/results/ladder_design.md.
    pilot frontier; Approach 3 (`fit_chinchilla`, as `harness analyze` runs it) is fitted on the
    points within a factor k of it, and a profile over E (E held fixed, the other four fitted by least
    squares in log loss) shows how much the points care about E.
-2. Known truth. Points drawn from a law fitted to the ladder's in-band points with E held at 1.5 (so
-   its exponents are the data's), on IsoFLOP designs around that law's own frontier up to C_max,
+2. Known truth. Points drawn from a law fitted to the ladder's in-band points with E held at 1.5 (its
+   exponents are what the points give at that E), on IsoFLOP designs around that law's own frontier up to C_max,
    with log-normal noise at 1% and 2% (the in-band misfit is ~2%); does `fit_chinchilla` recover E?
-3. Cost. The longest run that a design meeting issue 13's counts (5 sizes over 30x, budgets over 16x
-   per size) needs when every point stays within a factor k of the pilot frontier.
+3. Cost. The longest and shortest runs that a design meeting issue 13's counts (5 sizes over 30x,
+   budgets over 16x per size) needs when every point stays within a factor k of the pilot frontier.
+4. The sizes and longest run near the pilot frontier at the C_max of section 2.
 """
 from __future__ import annotations
 
@@ -92,12 +93,14 @@ def known_truth_design(truth: dict, c_max: float, band: float = 3.0):
     return pts[:, 0], pts[:, 1]
 
 
-def small_sizes_band(n, d, loss, pilot, n_max: float = 7e4, k: float = 3.0):
-    """Approach 3 on the committed points of the sizes up to n_max within k of the pilot frontier."""
+def small_sizes_band(n, d, loss, names, pilot, n_max: float = 7e4, k: float = 3.0):
+    """Approach 3 on the committed points of the sizes up to n_max within k of the pilot frontier:
+    (R², E, points, the sizes' names, their span in N)."""
     ratio = n / pilot.n_opt(6 * n * d)
     m = (ratio <= k) & (ratio >= 1 / k) & (n <= n_max)
     f = fit_chinchilla(n[m], d[m], loss[m], refine=True)
-    return r_squared(loss[m], chinchilla_loss(f.params, n[m], d[m])), f.params["E"], int(m.sum())
+    return (r_squared(loss[m], chinchilla_loss(f.params, n[m], d[m])), f.params["E"], int(m.sum()),
+            sorted(set(names[m])), float(n[m].max() / n[m].min()))
 
 
 def truth_rows(truth: dict, seeds: int):
@@ -109,11 +112,11 @@ def truth_rows(truth: dict, seeds: int):
         for noise in (0.01, 0.02):
             es = np.array([fit_chinchilla(n, d, clean * np.exp(rng.normal(0, noise, n.size)), refine=True).params["E"]
                            for _ in range(seeds)])
-            rows.append((c_max, noise, len(set(n)), n.size, es))
+            rows.append((c_max, noise, len(set(n)), n.size, float(n.max()), float(d.max()), es))
     return rows
 
 
-def cost_rows(pilot, n_small_list=(4144.0, 2340.0, 2000.0)):
+def cost_rows(pilot, n_small_list=(4144.0, 2340.0, 2000.0), ks=None):
     """Smallest and largest (30x) sizes whose budgets span 16x in C with every point within k of the
     pilot N_opt(C). The largest size's cheapest span starts at its most undertrained allowed point,
     N = k N_opt(C_lo), and ends at 16 C_lo; the smallest size's span ends at its most overtrained one,
@@ -125,11 +128,20 @@ def cost_rows(pilot, n_small_list=(4144.0, 2340.0, 2000.0)):
     k_min = 16 ** (pilot.a / 2)  # narrowest band a 16x span in D (hence in C) fits in: N_opt moves 16^a
     for n_small in n_small_list:
         n_big = 30 * n_small
-        for k in (k_min, 3.0):
+        for k in ks or (k_min, 3.0):
             big_longest = 16 * c_opt(n_big) * k ** (-1 / pilot.a) / (6 * n_big) / TOKENS_PER_STEP
             small_shortest = c_opt(n_small) * k ** (1 / pilot.a) / 16 / (6 * n_small) / TOKENS_PER_STEP
             rows.append((n_small, n_big, k, small_shortest, big_longest))
     return rows, k_min
+
+
+def feasible_smallest(pilot, k: float, ratio: float = 30.0) -> tuple[float, float]:
+    """The smallest sizes for which cost_rows's placement keeps every run within [MIN_STEPS, MAX_STEPS]:
+    both the smallest size's shortest run and the largest's longest grow as N^(1/a - 1), so the window
+    is [N where the shortest is MIN_STEPS, N where the longest is MAX_STEPS]; empty when lo > hi."""
+    ((_, _, _, shortest, longest),), _ = cost_rows(pilot, (1000.0,), (k,))
+    power = 1 / pilot.a - 1
+    return 1000.0 * (MIN_STEPS / shortest) ** (1 / power), 1000.0 * (MAX_STEPS / longest) ** (1 / power)
 
 
 def seconds_per_step_largest() -> tuple[str, float]:
@@ -151,7 +163,7 @@ def main() -> None:
     bands, truth = band_rows(n, d, loss, names, pilot)
     truths = truth_rows(truth, args.seeds)
     costs, k_min = cost_rows(pilot)
-    small_band = small_sizes_band(n, d, loss, pilot)
+    small_band = small_sizes_band(n, d, loss, names, pilot)
     big, sps = seconds_per_step_largest()
     OUT.write_text(render(pilot, bands, truth, truths, costs, k_min, small_band, big, sps, args.seeds,
                           time.time() - t0))
@@ -188,7 +200,7 @@ def render(pilot, bands, truth, truths, costs, k_min, small_band, big, sps, seed
     out += [
         "",
         f"Within 3x of the frontier the law describes the points (R² {min(b[3] for b in near):.3f}-"
-        f"{max(b[3] for b in near):.3f}) but not E: holding E anywhere from 0 to 2 moves R² by at most "
+        f"{max(b[3] for b in near):.3f}) but not E: holding E at 0, 1 or 2 moves R² by at most "
         f"{spread:.4f}, and the free fit puts E at {near_e}. Over all points "
         f"(R² {bands[-1][3]:.3f}) the law misses by the N x D interaction the report shows.",
         "",
@@ -198,22 +210,26 @@ def render(pilot, bands, truth, truths, costs, k_min, small_band, big, sps, seed
         f"alpha = {truth['alpha']:.3f}, beta = {truth['beta']:.3f}. Design: IsoFLOP levels 1e10 .. C_max a "
         "quarter decade apart, sizes 4K x 2^j, each level the sizes within 3x of the truth's N_opt(C).",
         "",
-        "| C_max (FLOPs) | noise | sizes | points | E median | E 10%-90% of seeds | seeds with E collapsed (< 0.05) |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| C_max (FLOPs) | noise | sizes | largest N | longest run (tokens) | points | E median | E 10%-90% of seeds "
+        "| seeds with E collapsed (< 0.05) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for c_max, noise, sizes, pts, es in truths:
-        out.append(f"| {c_max:.0e} | {noise:.0%} | {sizes} | {pts} | {np.median(es):.2f} | "
+    for c_max, noise, sizes, pts, n_big, d_long, es in truths:
+        out.append(f"| {c_max:.0e} | {noise:.0%} | {sizes} | {n_big:,.0f} | {d_long:.2g} | {pts} | {np.median(es):.2f} | "
                    f"{np.quantile(es, 0.1):.2f}-{np.quantile(es, 0.9):.2f} | {int(np.sum(es < COLLAPSED))} of {es.size} |")
     out += [
         "",
         "Independent noise is kinder than the ladder's misfit, which is systematic; read the 2% rows as the "
-        "best case for the measured in-band misfit.",
+        "best case for the measured in-band misfit: no collapse there is necessary, not sufficient. The truth's "
+        f"frontier (a = beta / (alpha + beta) = {truth['beta'] / (truth['alpha'] + truth['beta']):.2f}) is steeper than the "
+        f"pilot's ({pilot.a:.2f}), so its designs' sizes and runs differ from section 4's, which follow the pilot.",
         "",
         "## 3. Cost of a frontier-band design with issue 13's counts (5 sizes over 30x, budgets over 16x each)",
         "",
         f"The narrowest band that holds a 16x span of budgets is k = 16^(a/2) = {k_min:.2f}. Steps of "
         f"{TOKENS_PER_STEP} tokens; the largest size's points as undertrained as k allows, the smallest size's "
-        "as overtrained (the cheapest placement of each; compute levels taken as continuous):",
+        "as overtrained (the largest size's cheapest placement; the smallest size's that keeps its shortest run "
+        "longest; compute levels taken as continuous):",
         "",
         "| smallest N | largest N | k | smallest size's shortest budget (steps) | largest size's longest budget (steps) |",
         "| --- | --- | --- | --- | --- |",
@@ -222,18 +238,22 @@ def render(pilot, bands, truth, truths, costs, k_min, small_band, big, sps, seed
         out.append(f"| {n_small:,.0f} | {n_big:,.0f} | {k:.2f} | {shortest:,.0f} | {longest:,.0f} |")
     fits = [f"{n_small:,.0f}-{n_big:,.0f} at k = {k:.2f}" for n_small, n_big, k, shortest, longest in costs
             if MIN_STEPS <= shortest and longest <= MAX_STEPS]
-    r2_small, e_small, pts_small = small_band
+    r2_small, e_small, pts_small, small_names, small_span = small_band
+    lo3, hi3 = feasible_smallest(pilot, 3.0)
+    lo_min, hi_min = feasible_smallest(pilot, k_min)
     out += [
         "",
         f"The design's runs are {MIN_STEPS:,} to {MAX_STEPS:,} steps (`IsoflopDesign`: the 50-step warm-up under 40% "
-        f"of the shortest run; what 2 cores train within the build's 30 minutes). Within both: {', '.join(fits) or 'none'}. "
-        f"The committed ladder's points of its sizes up to 66K within k = 3 ({pts_small} points, the same compute "
-        f"levels such a design would use) give R² {r2_small:.3f} with E = {e_small:.2g}: a CPU ladder of that design "
-        "is expected to fall short the same way (trained once: zoo/README.md, \"Fifth round\"), and a tighter "
-        "band needs the longer runs above.",
+        f"of the shortest run; its cap for 2 cores within the build's 30 minutes). Rows within both: "
+        f"{', '.join(fits) or 'none'}. Solved for the smallest size: at k = 3 it must lie in "
+        f"{lo3:,.0f}-{hi3:,.0f} non-embedding parameters; at k = {k_min:.2f}, at least {lo_min:,.0f} and at most "
+        f"{hi_min:,.0f}{' (no such size)' if lo_min > hi_min else ''}. "
+        f"The committed runs within k = 3 of {', '.join(small_names)} ({len(small_names)} sizes over {small_span:.0f}x, "
+        f"{pts_small} runs) give R² {r2_small:.3f} with E = {e_small:.2g}; a 30x CPU ladder in that window was trained "
+        "once (zoo/README.md, \"Fifth round\") and fell short the same way.",
         "",
-        f"Measured: {big}, the largest committed size, trains at {sps:.3f} s a step on one core "
-        "(its build-log seconds over its stable run and cooldowns); a larger size costs more per step.",
+        f"From the build log: {big}, the largest committed size, trained at about {sps:.3f} s a step on one core "
+        "(its seconds over the steps its stable run and 20% cooldowns imply); a larger size costs more per step.",
         "",
         "## 4. What a GPU ladder needs (section 2's C_max, the pilot frontier, k = 3)",
         "",
