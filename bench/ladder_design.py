@@ -26,13 +26,17 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import least_squares
 
+from harness.analysis.fit._common import goodness
 from harness.analysis.fit.chinchilla import chinchilla_frontier, chinchilla_loss, fit_chinchilla
 from harness.analysis.isoflop import isoflop_exponent, isoflop_profiles
+from harness.zoo.design import IsoflopDesign
+from harness.zoo.ladder import CPU_LADDER
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "ladder_design.md"
-TOKENS_PER_STEP = 2048  # the CPU ladder's batch 8 x 256
-MIN_STEPS, MAX_STEPS = 128, 12288  # IsoflopDesign's range of runs
+TOKENS_PER_STEP = CPU_LADDER.batch_size * CPU_LADDER.seq_len
+MIN_STEPS, MAX_STEPS = IsoflopDesign().min_steps, IsoflopDesign().max_steps  # the CPU design's range of runs
+SPAN_N, SPAN_D = 30.0, 16.0  # issue 13's counts: sizes over 30x, each size's budgets over 16x
 COLLAPSED = 0.05  # a fitted E below this is "collapsed onto 0"
 
 
@@ -45,7 +49,19 @@ def english_points():
 
 
 def r_squared(loss, pred) -> float:
-    return float(1 - np.sum((loss - pred) ** 2) / np.sum((loss - loss.mean()) ** 2))
+    return goodness(np.asarray(loss), np.asarray(pred), 5).r2
+
+
+def near_frontier(n, d, pilot, k: float) -> np.ndarray:
+    """The points whose size is within a factor k of the pilot's N_opt at their compute."""
+    ratio = n / pilot.n_opt(6 * n * d)
+    return (ratio <= k) & (ratio >= 1 / k)
+
+
+def fit_r2(n, d, loss):
+    """`fit_chinchilla(refine=True)` as the analysis runs it on a small ladder, and its R²."""
+    f = fit_chinchilla(n, d, loss, refine=True)
+    return f, r_squared(loss, chinchilla_loss(f.params, n, d))
 
 
 def fit_fixed_e(n, d, loss, e: float) -> tuple[dict, float]:
@@ -67,16 +83,13 @@ def fit_fixed_e(n, d, loss, e: float) -> tuple[dict, float]:
 
 
 def band_rows(n, d, loss, names, pilot):
-    ratio = n / pilot.n_opt(6 * n * d)
     rows, truth = [], None
     for k in (2.0, 3.0, 6.0, np.inf):
-        m = (ratio <= k) & (ratio >= 1 / k)
-        f = fit_chinchilla(n[m], d[m], loss[m], refine=True)
-        pred = chinchilla_loss(f.params, n[m], d[m])
+        m = near_frontier(n, d, pilot, k)
+        f, r2 = fit_r2(n[m], d[m], loss[m])
         profile = {e: fit_fixed_e(n[m], d[m], loss[m], e)[1] for e in (0.0, 1.0, 2.0, 3.0)}
-        sizes = len(set(names[m]))
-        sd = float(np.std(np.log(loss[m]) - np.log(pred)))
-        rows.append((k, int(m.sum()), sizes, r_squared(loss[m], pred), f.params, sd, profile))
+        sd = float(np.std(np.log(loss[m]) - np.log(chinchilla_loss(f.params, n[m], d[m]))))
+        rows.append((k, int(m.sum()), len(set(names[m])), r2, f.params, sd, profile))
         if k == 3.0:
             truth = fit_fixed_e(n[m], d[m], loss[m], 1.5)[0]
     return rows, truth
@@ -96,11 +109,9 @@ def known_truth_design(truth: dict, c_max: float, band: float = 3.0):
 def small_sizes_band(n, d, loss, names, pilot, n_max: float = 7e4, k: float = 3.0):
     """Approach 3 on the committed points of the sizes up to n_max within k of the pilot frontier:
     (R², E, points, the sizes' names, their span in N)."""
-    ratio = n / pilot.n_opt(6 * n * d)
-    m = (ratio <= k) & (ratio >= 1 / k) & (n <= n_max)
-    f = fit_chinchilla(n[m], d[m], loss[m], refine=True)
-    return (r_squared(loss[m], chinchilla_loss(f.params, n[m], d[m])), f.params["E"], int(m.sum()),
-            sorted(set(names[m])), float(n[m].max() / n[m].min()))
+    m = near_frontier(n, d, pilot, k) & (n <= n_max)
+    f, r2 = fit_r2(n[m], d[m], loss[m])
+    return r2, f.params["E"], int(m.sum()), sorted(set(names[m])), float(n[m].max() / n[m].min())
 
 
 def truth_rows(truth: dict, seeds: int):
@@ -125,17 +136,17 @@ def cost_rows(pilot, n_small_list=(4144.0, 2340.0, 2000.0), ks=None):
         return 10 ** ((np.log10(n) - pilot.log10_k) / pilot.a)
 
     rows = []
-    k_min = 16 ** (pilot.a / 2)  # narrowest band a 16x span in D (hence in C) fits in: N_opt moves 16^a
+    k_min = SPAN_D ** (pilot.a / 2)  # narrowest band a 16x span in D (hence in C) fits in: N_opt moves 16^a
     for n_small in n_small_list:
-        n_big = 30 * n_small
+        n_big = SPAN_N * n_small
         for k in ks or (k_min, 3.0):
-            big_longest = 16 * c_opt(n_big) * k ** (-1 / pilot.a) / (6 * n_big) / TOKENS_PER_STEP
-            small_shortest = c_opt(n_small) * k ** (1 / pilot.a) / 16 / (6 * n_small) / TOKENS_PER_STEP
+            big_longest = SPAN_D * c_opt(n_big) * k ** (-1 / pilot.a) / (6 * n_big) / TOKENS_PER_STEP
+            small_shortest = c_opt(n_small) * k ** (1 / pilot.a) / SPAN_D / (6 * n_small) / TOKENS_PER_STEP
             rows.append((n_small, n_big, k, small_shortest, big_longest))
     return rows, k_min
 
 
-def feasible_smallest(pilot, k: float, ratio: float = 30.0) -> tuple[float, float]:
+def feasible_smallest(pilot, k: float) -> tuple[float, float]:
     """The smallest sizes for which cost_rows's placement keeps every run within [MIN_STEPS, MAX_STEPS]:
     both the smallest size's shortest run and the largest's longest grow as N^(1/a - 1), so the window
     is [N where the shortest is MIN_STEPS, N where the longest is MAX_STEPS]; empty when lo > hi."""
@@ -149,7 +160,8 @@ def seconds_per_step_largest() -> tuple[str, float]:
     name = max({r["size"] for r in recs}, key=lambda s: int(s.split("-")[-1]))
     mine = [r for r in recs if r["size"] == name]
     budgets = [r["step"] for r in mine]
-    trained = 0.8 * max(budgets) + 0.2 * sum(budgets)  # stable run to the last branch + every cooldown
+    cool = CPU_LADDER.cooldown_fraction  # the stable run to the last branch, then every cooldown
+    trained = (1 - cool) * max(budgets) + cool * sum(budgets)
     return name, max(r["seconds"] for r in mine) / trained
 
 
@@ -253,7 +265,8 @@ def render(pilot, bands, truth, truths, costs, k_min, small_band, big, sps, seed
         "once (zoo/README.md, \"Fifth round\") and fell short the same way.",
         "",
         f"From the build log: {big}, the largest committed size, trained at about {sps:.3f} s a step on one core "
-        "(its seconds over the steps its stable run and 20% cooldowns imply); a larger size costs more per step.",
+        f"(its seconds over the steps its stable run and {CPU_LADDER.cooldown_fraction:.0%} cooldowns imply); "
+        "a larger size costs more per step.",
         "",
         "## 4. What a GPU ladder needs (section 2's C_max, the pilot frontier, k = 3)",
         "",
